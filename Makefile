@@ -1,0 +1,122 @@
+# vlua — build, test, install, asan, bench.
+#
+#   make            build vlua, libvlua.a, libvlua.so, vl.so, vlua.pc into $(BUILD)/
+#   make run        install missing Debian packages, build, run the main job
+#   make test       install missing Debian packages, build, run every test
+#   make asan       the same suite under AddressSanitizer + UBSan (build-asan/)
+#   make bench      the benchmarks in scripts/bench/
+#   make install PREFIX=/usr/local
+#
+# Several builds can share a checkout: BUILD=build-x keeps objects apart.
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+CC      ?= cc
+
+PKGS      := lua5.4 openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT     ?= -O2
+CFLAGS  ?=
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp \
+           -D_DEFAULT_SOURCE -D_GNU_SOURCE $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
+LIBS    := $(PKG_LIBS) -lreadline -lz -lm -ldl -lpthread
+
+OPS_SRC   := $(sort $(wildcard ops/*.c ops/*/*.c))
+# vl.so (require "vl" from stock lua5.4) holds the core and the bindings;
+# libvlua adds the embedding API. main.c and repl.c make the CLI.
+MOD_SRC   := $(sort $(filter-out vm/main.c vm/repl.c vm/vlua.c,$(wildcard vm/*.c)))
+EMBED_SRC := vm/vlua.c
+CLI_SRC   := vm/main.c vm/repl.c
+
+OPS_OBJ   := $(OPS_SRC:%.c=$(BUILD)/%.o)
+MOD_OBJ   := $(MOD_SRC:%.c=$(BUILD)/%.o)
+EMBED_OBJ := $(EMBED_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ   := $(OPS_OBJ) $(MOD_OBJ) $(EMBED_OBJ)
+
+TEST_C    := $(sort $(wildcard tests/c/test_*.c))
+TEST_BIN  := $(TEST_C:tests/c/%.c=$(BUILD)/tests/%)
+
+ALL := $(BUILD)/vlua $(BUILD)/libvlua.a $(BUILD)/libvlua.so $(BUILD)/vl.so $(BUILD)/vlua.pc
+
+.PHONY: all run test check asan bench install clean setup fixtures
+all: $(ALL)
+
+$(BUILD)/%.o: %.c $(wildcard ops/*.h vm/*.h ops/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libvlua.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libvlua.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/vl.so: $(OPS_OBJ) $(MOD_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(filter-out -llua5.4,$(LIBS))
+
+$(BUILD)/vlua: $(CLI_OBJ) $(BUILD)/libvlua.a
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(CLI_OBJ) $(BUILD)/libvlua.a $(LIBS)
+
+$(BUILD)/vlua.pc: vlua.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/^#define VL_VERSION "\(.*\)"/\1/p' ops/vl.h)|g' $< > $@
+
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libvlua.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iops -Ivm -o $@ $< $(BUILD)/libvlua.a $(LDFLAGS) $(LIBS) -lcmocka
+
+$(BUILD)/examples/embed: examples/embed.c $(BUILD)/libvlua.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iops -Ivm -o $@ $< $(BUILD)/libvlua.a $(LDFLAGS) $(LIBS)
+
+setup:
+	@sh scripts/setup.sh
+
+run: setup
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/vlua examples/tour.lua
+
+test: setup
+	@$(MAKE) --no-print-directory all tests
+	@sh tests/run.sh $(BUILD)
+
+check: test
+
+.PHONY: tests
+tests: $(TEST_BIN) $(BUILD)/examples/embed
+
+asan: setup
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all tests
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh build-asan
+
+bench: all
+	@for f in scripts/bench/*.lua; do echo "== $$f"; $(BUILD)/vlua $$f || exit 1; done
+
+fixtures:
+	@for f in scripts/fixtures/*.py; do echo "== $$f"; python3 $$f || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include/vlua $(DESTDIR)$(PREFIX)/share/vlua \
+	  $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BUILD)/vlua $(DESTDIR)$(PREFIX)/bin/vlua
+	install -m 644 $(BUILD)/libvlua.a $(DESTDIR)$(PREFIX)/lib/libvlua.a
+	install -m 755 $(BUILD)/libvlua.so $(DESTDIR)$(PREFIX)/lib/libvlua.so
+	install -m 755 $(BUILD)/vl.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/vl.so
+	install -m 644 $(BUILD)/vlua.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlua.pc
+	install -m 644 ops/vl.h vm/vlua.h $(DESTDIR)$(PREFIX)/include/vlua/
+	cp -R stdlib/vl $(DESTDIR)$(PREFIX)/share/vlua/
+	install -m 644 man/vlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/vlua.3 $(DESTDIR)$(PREFIX)/share/man/man3/
+	install -m 644 man/vl.7 $(DESTDIR)$(PREFIX)/share/man/man7/
+
+clean:
+	rm -rf build build-asan build-*

@@ -1,0 +1,351 @@
+/*
+** vl.h — the vlua tensor core, public C API.
+**
+** Pure C11: nothing here knows about Lua. A C host links libvlua and calls
+** these functions directly; vm/ wraps them for Lua.
+**
+** Conventions (see shared DESIGN.md):
+**  - Functions returning `vl_tensor *` hand the caller one new reference
+**    (release it with vl_tensor_release) or return NULL on failure.
+**  - Functions returning `int` return VL_OK (0) or a vl_status code.
+**  - On failure the message (op name, the values at fault, what was
+**    expected) is kept per thread: vl_last_error().
+**  - Dims are 0-based here; a negative dim counts from the end (-1 = last).
+**    The Lua layer maps its 1-based dims onto these.
+**  - Every kernel honours strides; nothing aborts on user data.
+*/
+#ifndef VL_H
+#define VL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VL_VERSION "0.1.0"
+
+/* Limits, named. */
+#define VL_MAX_DIMS 8              /* most dims a tensor may have */
+#define VL_ERROR_MAX 512           /* longest error message kept, bytes */
+#define VL_ALIGNMENT 64            /* storage alignment, bytes (one cache line, AVX-512) */
+
+/* ------------------------------------------------------------------ */
+/* Status and errors (ops/error.c)                                     */
+/* ------------------------------------------------------------------ */
+
+typedef enum vl_status {
+  VL_OK = 0,
+  VL_EARG,     /* bad argument value */
+  VL_ESHAPE,   /* shapes do not fit */
+  VL_EDTYPE,   /* dtype not accepted */
+  VL_EINDEX,   /* index out of range */
+  VL_ENOMEM,   /* allocation failed or over the memory limit */
+  VL_EIO,      /* a file could not be read or written */
+  VL_EFORMAT,  /* a file's contents are malformed */
+  VL_ESTATE    /* operation not valid in the current state */
+} vl_status;
+
+/* Record an error for this thread; returns `code` so callers can
+   `return vl_error(VL_ESHAPE, "matmul: ...")`. */
+int vl_error(vl_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+const char *vl_last_error(void);  /* "" when none */
+vl_status vl_last_status(void);
+void vl_clear_error(void);
+
+/* ------------------------------------------------------------------ */
+/* dtypes (ops/dtype.c)                                                */
+/* ------------------------------------------------------------------ */
+
+typedef enum vl_dtype {
+  VL_FLOAT32 = 0,
+  VL_FLOAT64,
+  VL_FLOAT16,
+  VL_BFLOAT16,
+  VL_INT64,
+  VL_INT32,
+  VL_UINT8,
+  VL_BOOL,
+  VL_DTYPE_COUNT
+} vl_dtype;
+
+const char *vl_dtype_name(vl_dtype dt);           /* "float32", ... */
+/* Accepts canonical names and the PyTorch aliases float, double, half,
+   long, int, byte. Returns VL_OK or VL_EDTYPE (with a message). */
+int vl_dtype_from_name(const char *name, vl_dtype *out);
+size_t vl_dtype_size(vl_dtype dt);
+bool vl_dtype_is_float(vl_dtype dt);               /* f16, bf16, f32, f64 */
+/* Result dtype of a binary op:
+   bool < uint8 < int32 < int64 < {float16, bfloat16} < float32 < float64;
+   float16 with bfloat16 gives float32. */
+vl_dtype vl_promote(vl_dtype a, vl_dtype b);
+
+float vl_half_to_float(uint16_t h);
+uint16_t vl_float_to_half(float f);               /* round to nearest even */
+float vl_bfloat16_to_float(uint16_t b);
+uint16_t vl_float_to_bfloat16(float f);           /* round to nearest even */
+
+/* ------------------------------------------------------------------ */
+/* Storage and tensors (ops/tensor.c)                                  */
+/* ------------------------------------------------------------------ */
+
+typedef void (*vl_release_fn)(void *ctx, void *data, size_t nbytes);
+
+/* A reference-counted block of bytes. Owned (allocated here) or wrapping
+   memory someone else owns (mmap'd files, host buffers). */
+typedef struct vl_storage {
+  void *data;
+  size_t nbytes;
+  long refcount;          /* updated atomically */
+  vl_release_fn release;  /* NULL: owned, freed here */
+  void *release_ctx;
+} vl_storage;
+
+struct vl_grad_meta;      /* autograd state, ops/autograd.c */
+
+/* A strided view: storage + offset + shape + strides (in elements). */
+typedef struct vl_tensor {
+  vl_storage *storage;
+  int64_t offset;                  /* elements from storage start */
+  int ndim;                        /* 0 for a scalar tensor */
+  int64_t shape[VL_MAX_DIMS];
+  int64_t stride[VL_MAX_DIMS];     /* elements; may be 0 (expand) */
+  vl_dtype dtype;
+  long refcount;                   /* updated atomically */
+  struct vl_grad_meta *grad_meta;  /* NULL unless autograd tracks it */
+} vl_tensor;
+
+/* Memory accounting: live storage bytes and an optional cap (0 = none).
+   An allocation past the cap first calls the pressure hook (the VM runs
+   its garbage collector there), then fails with VL_ENOMEM. */
+void vl_set_memory_limit(size_t bytes);
+size_t vl_memory_limit(void);
+size_t vl_memory_in_use(void);
+typedef void (*vl_pressure_hook)(void *ctx, size_t wanted);
+void vl_set_pressure_hook(vl_pressure_hook hook, void *ctx);
+void vl_get_pressure_hook(vl_pressure_hook *hook, void **ctx);
+
+vl_storage *vl_storage_new(size_t nbytes);
+vl_storage *vl_storage_wrap(void *data, size_t nbytes, vl_release_fn release, void *ctx);
+void vl_storage_retain(vl_storage *s);
+void vl_storage_release(vl_storage *s);
+
+/* Creation. `shape` has `ndim` entries (ndim may be 0). */
+vl_tensor *vl_empty(int ndim, const int64_t *shape, vl_dtype dt);
+vl_tensor *vl_zeros(int ndim, const int64_t *shape, vl_dtype dt);
+vl_tensor *vl_ones(int ndim, const int64_t *shape, vl_dtype dt);
+vl_tensor *vl_full(int ndim, const int64_t *shape, double value, vl_dtype dt);
+vl_tensor *vl_scalar(double value, vl_dtype dt);   /* 0-d tensor */
+vl_tensor *vl_empty_like(const vl_tensor *t);      /* contiguous, same shape/dtype */
+vl_tensor *vl_arange(double start, double end, double step, vl_dtype dt);
+vl_tensor *vl_linspace(double start, double end, int64_t steps, vl_dtype dt);
+vl_tensor *vl_eye(int64_t n, int64_t m, vl_dtype dt);
+/* A new tensor over an existing storage (retained). Checks that every
+   reachable element lies inside the storage. */
+vl_tensor *vl_tensor_new_view(vl_storage *s, int64_t offset, int ndim,
+                              const int64_t *shape, const int64_t *stride, vl_dtype dt);
+
+void vl_tensor_retain(vl_tensor *t);
+void vl_tensor_release(vl_tensor *t);   /* NULL is fine */
+
+/* Introspection. */
+int64_t vl_numel(const vl_tensor *t);
+bool vl_is_contiguous(const vl_tensor *t);
+bool vl_same_shape(const vl_tensor *a, const vl_tensor *b);
+bool vl_shares_storage(const vl_tensor *a, const vl_tensor *b);
+void *vl_data_ptr(const vl_tensor *t);  /* address of element [0,...,0] */
+/* Shape as text, "[2,3]" (buf of at least VL_SHAPE_STR bytes). */
+#define VL_SHAPE_STR 128
+const char *vl_shape_str(int ndim, const int64_t *shape, char *buf);
+/* Checked byte count of a shape: VL_OK, or VL_EARG for a negative size,
+   VL_ENOMEM when the count overflows. `op` names the caller in messages. */
+int vl_shape_nbytes(const char *op, int ndim, const int64_t *shape, vl_dtype dt, size_t *nbytes);
+
+/* Element access by index (0-based, no negatives), as double. */
+int vl_get(const vl_tensor *t, const int64_t *index, double *out);
+int vl_set(vl_tensor *t, const int64_t *index, double value);
+/* Integer-exact access for int64 tensors (doubles lose bits past 2^53). */
+int vl_get_int(const vl_tensor *t, const int64_t *index, int64_t *out);
+int vl_set_int(vl_tensor *t, const int64_t *index, int64_t value);
+
+/* Views: share storage, never copy. */
+vl_tensor *vl_view(const vl_tensor *t, int ndim, const int64_t *shape);      /* one -1 allowed */
+vl_tensor *vl_reshape(const vl_tensor *t, int ndim, const int64_t *shape);   /* copies only if it must */
+vl_tensor *vl_transpose(const vl_tensor *t, int d0, int d1);
+vl_tensor *vl_permute(const vl_tensor *t, const int *dims);                  /* t->ndim entries */
+vl_tensor *vl_narrow(const vl_tensor *t, int dim, int64_t start, int64_t length);
+vl_tensor *vl_select(const vl_tensor *t, int dim, int64_t index);           /* removes dim */
+vl_tensor *vl_slice(const vl_tensor *t, int dim, int64_t start, int64_t end, int64_t step); /* [start,end) */
+vl_tensor *vl_expand(const vl_tensor *t, int ndim, const int64_t *shape);    /* -1 keeps a size */
+vl_tensor *vl_unfold(const vl_tensor *t, int dim, int64_t size, int64_t step);
+#define VL_ALL_DIMS 0x7fff
+vl_tensor *vl_squeeze(const vl_tensor *t, int dim);                          /* VL_ALL_DIMS: all size-1 */
+vl_tensor *vl_unsqueeze(const vl_tensor *t, int dim);                        /* dim in [-ndim-1, ndim] */
+vl_tensor *vl_flatten(const vl_tensor *t, int start_dim, int end_dim);       /* view when possible */
+vl_tensor *vl_as_strided(const vl_tensor *t, int ndim, const int64_t *shape,
+                         const int64_t *stride, int64_t offset);
+
+/* Copies. */
+vl_tensor *vl_contiguous(const vl_tensor *t);   /* retains t when already contiguous */
+vl_tensor *vl_clone(const vl_tensor *t);        /* always a fresh contiguous copy */
+vl_tensor *vl_to_dtype(const vl_tensor *t, vl_dtype dt); /* retains t when already dt */
+int vl_copy_(vl_tensor *dst, const vl_tensor *src);      /* src broadcast to dst, dtype converted */
+int vl_fill_(vl_tensor *t, double value);
+
+/* Normalise a possibly negative dim against ndim; VL_EINDEX with a
+   message naming `op` when out of range. */
+int vl_wrap_dim(const char *op, int dim, int ndim, int *out);
+
+/* Broadcast two shapes (NumPy rules). */
+int vl_broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
+                        int *nout, int64_t *out);
+
+/* Printing like PyTorch: "tensor([[1.0000, 2.0000]], dtype=float32)".
+   Summarised past `VL_PRINT_THRESHOLD` elements. Returns a malloc'd
+   string (free it) or NULL. */
+#define VL_PRINT_THRESHOLD 1000
+#define VL_PRINT_EDGEITEMS 3
+char *vl_format(const vl_tensor *t);
+
+/* Threads (OpenMP and OpenBLAS kept in step). */
+void vl_set_num_threads(int n);
+int vl_get_num_threads(void);
+
+/* ------------------------------------------------------------------ */
+/* Element-wise (ops/elementwise.c)                                    */
+/* ------------------------------------------------------------------ */
+
+typedef enum vl_unop {
+  VL_NEG, VL_ABS, VL_EXP, VL_LOG, VL_SQRT, VL_RSQRT, VL_SIN, VL_COS, VL_TANH,
+  VL_SIGMOID, VL_RELU, VL_GELU, VL_GELU_TANH, VL_SILU, VL_SOFTPLUS,
+  VL_LOGICAL_NOT, VL_SIGN, VL_FLOOR, VL_CEIL, VL_ROUND, VL_RECIPROCAL, VL_SQUARE,
+  VL_UNOP_COUNT
+} vl_unop;
+
+typedef enum vl_binop {
+  VL_ADD, VL_SUB, VL_MUL, VL_DIV, VL_POW, VL_MAXIMUM, VL_MINIMUM, VL_REMAINDER,
+  VL_EQ, VL_NE, VL_LT, VL_LE, VL_GT, VL_GE,          /* return bool */
+  VL_LOGICAL_AND, VL_LOGICAL_OR, VL_LOGICAL_XOR,     /* return bool */
+  VL_BINOP_COUNT
+} vl_binop;
+
+const char *vl_unop_name(vl_unop op);
+const char *vl_binop_name(vl_binop op);
+
+/* Math unary ops on integer/bool inputs return float32; neg/abs/sign/
+   floor/ceil/round/square keep integer dtypes. */
+vl_tensor *vl_unary(vl_unop op, const vl_tensor *a);
+int vl_unary_(vl_unop op, vl_tensor *a);                  /* in place, keeps a's dtype */
+/* Broadcasting binary op; result dtype vl_promote(a, b) (bool for
+   comparisons/logical; div on integers gives float32). */
+vl_tensor *vl_binary(vl_binop op, const vl_tensor *a, const vl_tensor *b);
+int vl_binary_(vl_binop op, vl_tensor *a, const vl_tensor *b); /* a op= b; b broadcast to a */
+/* Write into an existing tensor of the broadcast shape. */
+int vl_binary_out(vl_binop op, vl_tensor *out, const vl_tensor *a, const vl_tensor *b);
+
+vl_tensor *vl_softplus(const vl_tensor *a, double beta, double threshold);
+vl_tensor *vl_clamp(const vl_tensor *a, double lo, double hi);  /* NAN = no bound */
+int vl_clamp_(vl_tensor *a, double lo, double hi);
+vl_tensor *vl_where(const vl_tensor *cond, const vl_tensor *a, const vl_tensor *b);
+vl_tensor *vl_masked_fill(const vl_tensor *a, const vl_tensor *mask, double value);
+int vl_masked_fill_(vl_tensor *a, const vl_tensor *mask, double value);
+
+/* ------------------------------------------------------------------ */
+/* Reductions (ops/reduce.c)                                           */
+/* ------------------------------------------------------------------ */
+
+/* `dims` lists `ndims` dims to reduce (negative allowed); ndims == 0
+   reduces over all dims. */
+typedef enum vl_redop {
+  VL_SUM, VL_MEAN, VL_PROD, VL_AMAX, VL_AMIN, VL_ALL, VL_ANY, VL_LOGSUMEXP,
+  VL_REDOP_COUNT
+} vl_redop;
+
+vl_tensor *vl_reduce(vl_redop op, const vl_tensor *t, int ndims, const int *dims, bool keepdim);
+vl_tensor *vl_var(const vl_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim);
+vl_tensor *vl_std(const vl_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim);
+vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, bool keepdim);
+/* Values and int64 indices of the max/min along one dim. */
+int vl_max_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices);
+int vl_min_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices);
+/* argmax/argmin along `dim`, or of the flattened tensor when dim == VL_ALL_DIMS. */
+vl_tensor *vl_argmax(const vl_tensor *t, int dim, bool keepdim);
+vl_tensor *vl_argmin(const vl_tensor *t, int dim, bool keepdim);
+vl_tensor *vl_softmax(const vl_tensor *t, int dim);
+vl_tensor *vl_log_softmax(const vl_tensor *t, int dim);
+vl_tensor *vl_cumsum(const vl_tensor *t, int dim);
+
+/* ------------------------------------------------------------------ */
+/* Linear algebra (ops/linalg.c) — OpenBLAS sgemm/dgemm                */
+/* ------------------------------------------------------------------ */
+
+vl_tensor *vl_matmul(const vl_tensor *a, const vl_tensor *b);  /* 1-D, 2-D, batched, broadcast */
+vl_tensor *vl_mm(const vl_tensor *a, const vl_tensor *b);      /* 2-D only */
+vl_tensor *vl_bmm(const vl_tensor *a, const vl_tensor *b);     /* 3-D only */
+/* beta * c + alpha * (a @ b); c broadcasts to the result. */
+vl_tensor *vl_addmm(const vl_tensor *c, const vl_tensor *a, const vl_tensor *b, double beta, double alpha);
+vl_tensor *vl_outer(const vl_tensor *a, const vl_tensor *b);
+vl_tensor *vl_dot(const vl_tensor *a, const vl_tensor *b);     /* 0-d result */
+/* Debug counter: operands the ops above copied (made contiguous or
+   converted to float32) before calling BLAS, since the process started.
+   A transposed or row-narrowed 2-D operand goes to BLAS as it is. */
+int64_t vl_linalg_copy_count(void);
+
+/* ------------------------------------------------------------------ */
+/* Joining, indexing, ordering (ops/index.c)                           */
+/* ------------------------------------------------------------------ */
+
+vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim);
+vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim);
+/* Split into pieces of `size` (last may be smaller) or of the listed
+   sizes; pieces are views. *out is malloc'd (free it after releasing). */
+int vl_split(const vl_tensor *t, int64_t size, int dim, vl_tensor ***out, int *n);
+int vl_split_sizes(const vl_tensor *t, int nsizes, const int64_t *sizes, int dim,
+                   vl_tensor ***out, int *n);
+int vl_chunk(const vl_tensor *t, int chunks, int dim, vl_tensor ***out, int *n);
+/* Index tensors are int64 (int32 accepted), 0-based here. */
+vl_tensor *vl_gather(const vl_tensor *t, int dim, const vl_tensor *index);
+vl_tensor *vl_scatter(const vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src);
+int vl_scatter_(vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src);
+int vl_scatter_add_(vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src);
+vl_tensor *vl_index_select(const vl_tensor *t, int dim, const vl_tensor *index);
+vl_tensor *vl_masked_select(const vl_tensor *t, const vl_tensor *mask);   /* 1-D result */
+vl_tensor *vl_nonzero(const vl_tensor *t);                                /* (n, ndim) int64 */
+/* Stable; NaN counts as the largest value (last ascending, first descending).
+   topk results always come sorted, ties in index order. */
+int vl_sort(const vl_tensor *t, int dim, bool descending, vl_tensor **values, vl_tensor **indices);
+int vl_topk(const vl_tensor *t, int64_t k, int dim, bool largest, bool sorted,
+            vl_tensor **values, vl_tensor **indices);
+vl_tensor *vl_flip(const vl_tensor *t, int ndims, const int *dims);
+/* n shifts along n dims; dims == NULL: the flattened tensor rolled by shifts[0] (n == 1). */
+vl_tensor *vl_roll(const vl_tensor *t, int n, const int64_t *shifts, const int *dims);
+vl_tensor *vl_repeat(const vl_tensor *t, int n, const int64_t *repeats);
+vl_tensor *vl_tril(const vl_tensor *t, int64_t k);
+vl_tensor *vl_triu(const vl_tensor *t, int64_t k);
+
+/* ------------------------------------------------------------------ */
+/* Random numbers (ops/random.c)                                       */
+/* ------------------------------------------------------------------ */
+
+/* A counter-based generator (Philox 4x32-10): the same seed gives the
+   same numbers on every machine and for every thread count. */
+void vl_manual_seed(uint64_t seed);   /* also resets the offset to 0 */
+uint64_t vl_initial_seed(void);       /* VL_DEFAULT_SEED until seeded */
+#define VL_DEFAULT_SEED 67280421310721ULL  /* PyTorch's default seed */
+/* Generator state (seed, offset in 128-bit counter blocks) for
+   checkpoints: restoring it replays the same numbers. */
+void vl_get_rng_state(uint64_t *seed, uint64_t *offset);
+void vl_set_rng_state(uint64_t seed, uint64_t offset);
+/* One Philox 4x32-10 block (Salmon et al. 2011), for known-answer tests. */
+void vl_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+vl_tensor *vl_rand(int ndim, const int64_t *shape, vl_dtype dt);          /* U[0,1) */
+vl_tensor *vl_randn(int ndim, const int64_t *shape, vl_dtype dt);         /* N(0,1) */
+vl_tensor *vl_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, vl_dtype dt); /* [low,high) */
+vl_tensor *vl_randperm(int64_t n, vl_dtype dt);
+int vl_uniform_(vl_tensor *t, double lo, double hi);
+int vl_normal_(vl_tensor *t, double mean, double std);
+int vl_bernoulli_(vl_tensor *t, double p);
+
+#endif /* VL_H */

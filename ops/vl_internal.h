@@ -1,0 +1,151 @@
+/*
+** vl_internal.h — helpers shared by the kernels in ops/. Not installed.
+**
+** The generic path of every kernel reads elements as double through
+** vl_load/vl_store and walks any strided layout with vl_iter; fast paths
+** for contiguous float32/float64 sit beside it in each kernel.
+*/
+#ifndef VL_INTERNAL_H
+#define VL_INTERNAL_H
+
+#include <math.h>
+#include <string.h>
+
+#include "vl.h"
+
+#define VL_UNUSED(x) ((void)(x))
+#define VL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define VL_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Loops shorter than this run on one thread: forking costs more. */
+#define VL_PARALLEL_GRAIN 32768
+
+/* Read element `i` (in elements from `base`) of dtype `dt` as double. */
+static inline double vl_load(const void *base, int64_t i, vl_dtype dt) {
+  switch (dt) {
+    case VL_FLOAT32: return ((const float *)base)[i];
+    case VL_FLOAT64: return ((const double *)base)[i];
+    case VL_FLOAT16: return vl_half_to_float(((const uint16_t *)base)[i]);
+    case VL_BFLOAT16: return vl_bfloat16_to_float(((const uint16_t *)base)[i]);
+    case VL_INT64: return (double)((const int64_t *)base)[i];
+    case VL_INT32: return ((const int32_t *)base)[i];
+    case VL_UINT8: return ((const uint8_t *)base)[i];
+    case VL_BOOL: return ((const uint8_t *)base)[i] != 0;
+    default: return 0;
+  }
+}
+
+/* Convert a double to an integer type without UB: NaN gives 0, values
+   out of range saturate (C leaves the cast undefined there). */
+static inline int64_t vl_double_to_i64(double v) {
+  if (v != v) return 0;
+  if (v >= 9223372036854775807.0) return INT64_MAX;
+  if (v <= -9223372036854775808.0) return INT64_MIN;
+  return (int64_t)v;
+}
+
+static inline void vl_store(void *base, int64_t i, vl_dtype dt, double v) {
+  switch (dt) {
+    case VL_FLOAT32: ((float *)base)[i] = (float)v; break;
+    case VL_FLOAT64: ((double *)base)[i] = v; break;
+    case VL_FLOAT16: ((uint16_t *)base)[i] = vl_float_to_half((float)v); break;
+    case VL_BFLOAT16: ((uint16_t *)base)[i] = vl_float_to_bfloat16((float)v); break;
+    case VL_INT64: ((int64_t *)base)[i] = vl_double_to_i64(v); break;
+    case VL_INT32: {
+      int64_t x = vl_double_to_i64(v);
+      ((int32_t *)base)[i] = (int32_t)(x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : x);
+      break;
+    }
+    case VL_UINT8: {
+      /* wraps modulo 256 like PyTorch's integer casts */
+      int64_t x = vl_double_to_i64(v);
+      ((uint8_t *)base)[i] = (uint8_t)(uint64_t)x;
+      break;
+    }
+    case VL_BOOL: ((uint8_t *)base)[i] = (v != 0); break;
+    default: break;
+  }
+}
+
+/* Walk every element of an N-d strided layout in row-major order.
+   Usage:
+     vl_iter it; vl_iter_init(&it, t->ndim, t->shape);
+     int64_t off = 0;  // kept in step by vl_iter_next for up to 3 operands
+     do { ... } while (vl_iter_next(&it));
+   The iterator tracks up to VL_ITER_MAX_OPERANDS offsets at once. */
+#define VL_ITER_MAX_OPERANDS 4
+typedef struct vl_iter {
+  int ndim;
+  int noperands;
+  int64_t shape[VL_MAX_DIMS];
+  int64_t index[VL_MAX_DIMS];
+  int64_t stride[VL_ITER_MAX_OPERANDS][VL_MAX_DIMS];
+  int64_t offset[VL_ITER_MAX_OPERANDS];
+} vl_iter;
+
+/* `strides[k]` is the stride array of operand k (already broadcast to
+   `shape`, 0 on broadcast dims); `offsets[k]` its start offset. */
+static inline void vl_iter_init(vl_iter *it, int ndim, const int64_t *shape, int noperands,
+                                const int64_t *const *strides, const int64_t *offsets) {
+  it->ndim = ndim;
+  it->noperands = noperands;
+  for (int d = 0; d < ndim; d++) {
+    it->shape[d] = shape[d];
+    it->index[d] = 0;
+  }
+  for (int k = 0; k < noperands; k++) {
+    it->offset[k] = offsets[k];
+    for (int d = 0; d < ndim; d++) it->stride[k][d] = strides[k][d];
+  }
+}
+
+/* Advance to the next element; returns false after the last one. */
+static inline bool vl_iter_next(vl_iter *it) {
+  for (int d = it->ndim - 1; d >= 0; d--) {
+    if (++it->index[d] < it->shape[d]) {
+      for (int k = 0; k < it->noperands; k++) it->offset[k] += it->stride[k][d];
+      return true;
+    }
+    it->index[d] = 0;
+    for (int k = 0; k < it->noperands; k++) it->offset[k] -= it->stride[k][d] * (it->shape[d] - 1);
+  }
+  return false;
+}
+
+/* Position an iterator at flat (row-major) element `linear`: lets
+   parallel loops start each thread's chunk anywhere. */
+static inline void vl_iter_seek(vl_iter *it, int64_t linear, const int64_t *offsets) {
+  for (int k = 0; k < it->noperands; k++) it->offset[k] = offsets[k];
+  for (int d = it->ndim - 1; d >= 0; d--) {
+    int64_t n = it->shape[d];
+    int64_t i = n > 0 ? linear % n : 0;
+    linear = n > 0 ? linear / n : 0;
+    it->index[d] = i;
+    for (int k = 0; k < it->noperands; k++) it->offset[k] += i * it->stride[k][d];
+  }
+}
+
+/* Strides of `t` broadcast to an output shape of `ndim` dims (t's dims
+   aligned to the right; 0 stride where t has size 1 or no dim). The
+   caller has already checked the shapes broadcast. */
+static inline void vl_broadcast_strides(const vl_tensor *t, int ndim, const int64_t *shape,
+                                        int64_t *out) {
+  int lead = ndim - t->ndim;
+  for (int d = 0; d < ndim; d++) {
+    if (d < lead) {
+      out[d] = 0;
+    } else {
+      int td = d - lead;
+      out[d] = (t->shape[td] == 1 && shape[d] != 1) ? 0 : t->stride[td];
+    }
+  }
+}
+
+/* Storage base pointer of a tensor (element 0 of its storage). */
+static inline char *vl_base(const vl_tensor *t) { return (char *)t->storage->data; }
+
+/* Frees a tensor's autograd state; set by ops/autograd.c (NULL until
+   autograd exists) so tensor.c need not depend on it. */
+extern void (*vl_grad_meta_free)(struct vl_grad_meta *meta);
+
+#endif /* VL_INTERNAL_H */
