@@ -25,17 +25,15 @@ LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
 LIBS    := $(PKG_LIBS) -lreadline -lz -lm -ldl -lpthread
 
 OPS_SRC   := $(sort $(wildcard ops/*.c ops/*/*.c))
-# vl.so (require "vl" from stock lua5.4) holds the core and the bindings;
-# libvlua adds the embedding API. main.c and repl.c make the CLI.
-MOD_SRC   := $(sort $(filter-out vm/main.c vm/repl.c vm/vlua.c,$(wildcard vm/*.c)))
-EMBED_SRC := vm/vlua.c
+# libvlua (and vl.so, for require "vl" from a stock lua5.4) hold the core,
+# the bindings and the embedding API; main.c and repl.c make the CLI.
+MOD_SRC   := $(sort $(filter-out vm/main.c vm/repl.c,$(wildcard vm/*.c)))
 CLI_SRC   := vm/main.c vm/repl.c
 
 OPS_OBJ   := $(OPS_SRC:%.c=$(BUILD)/%.o)
 MOD_OBJ   := $(MOD_SRC:%.c=$(BUILD)/%.o)
-EMBED_OBJ := $(EMBED_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
-LIB_OBJ   := $(OPS_OBJ) $(MOD_OBJ) $(EMBED_OBJ)
+LIB_OBJ   := $(OPS_OBJ) $(MOD_OBJ)
 
 TEST_C    := $(sort $(wildcard tests/c/test_*.c))
 TEST_BIN  := $(TEST_C:tests/c/%.c=$(BUILD)/tests/%)
@@ -56,7 +54,7 @@ $(BUILD)/libvlua.a: $(LIB_OBJ)
 $(BUILD)/libvlua.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/vl.so: $(OPS_OBJ) $(MOD_OBJ)
+$(BUILD)/vl.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(filter-out -llua5.4,$(LIBS))
 
 $(BUILD)/vlua: $(CLI_OBJ) $(BUILD)/libvlua.a

@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <sys/mman.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -80,6 +82,73 @@ static void memory_unreserve(size_t nbytes) { atomic_fetch_sub(&memory_in_use, n
 /* Storage                                                              */
 /* ------------------------------------------------------------------ */
 
+/* Storages at least this big get their own anonymous pages (mmap), so
+   freeing them gives the memory back to the OS at once. Through malloc,
+   a loop of big short-lived tensors grows the resident size without
+   bound, as freed blocks stay trapped under small live ones. */
+#define VL_MAPPED_STORAGE_MIN ((size_t)256 * 1024)
+
+/* Freed page blocks kept for reuse: out-of-place ops in a loop ask for
+   the same sizes again and again, and fresh pages cost a kernel fault and
+   zeroing per 4 KiB. The cache is small and bounded, so resident memory
+   stays flat. */
+#define VL_PAGE_CACHE_SLOTS 16
+#define VL_PAGE_CACHE_MAX_BYTES ((size_t)128 << 20) /* 128 MiB */
+/* Blocks this big ask the kernel for 2 MiB pages (fewer faults, TLB misses). */
+#define VL_HUGEPAGE_MIN ((size_t)4 << 20)
+
+static struct {
+  pthread_mutex_t lock;
+  size_t bytes;
+  int count;
+  struct { void *data; size_t nbytes; } slot[VL_PAGE_CACHE_SLOTS];
+} page_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
+
+/* *fresh tells whether the pages are new (so already zero). */
+static void *storage_pages(size_t nbytes, bool *fresh) {
+  size_t len = page_round(nbytes);
+  void *p = NULL;
+  pthread_mutex_lock(&page_cache.lock);
+  for (int i = page_cache.count - 1; i >= 0; i--) {
+    if (page_cache.slot[i].nbytes == len) {
+      p = page_cache.slot[i].data;
+      page_cache.bytes -= len;
+      page_cache.slot[i] = page_cache.slot[--page_cache.count];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&page_cache.lock);
+  *fresh = p == NULL;
+  if (p) return p;
+  p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  if (len >= VL_HUGEPAGE_MIN) madvise(p, len, MADV_HUGEPAGE);
+  return p;
+}
+
+static void storage_pages_free(void *data, size_t nbytes) {
+  size_t len = page_round(nbytes);
+  if (len > VL_PAGE_CACHE_MAX_BYTES / 4) { /* too big to be worth keeping */
+    munmap(data, len);
+    return;
+  }
+  pthread_mutex_lock(&page_cache.lock);
+  /* make room by dropping the oldest blocks */
+  while (page_cache.count == VL_PAGE_CACHE_SLOTS || page_cache.bytes + len > VL_PAGE_CACHE_MAX_BYTES) {
+    munmap(page_cache.slot[0].data, page_cache.slot[0].nbytes);
+    page_cache.bytes -= page_cache.slot[0].nbytes;
+    memmove(&page_cache.slot[0], &page_cache.slot[1], (size_t)(page_cache.count - 1) * sizeof page_cache.slot[0]);
+    page_cache.count--;
+  }
+  page_cache.slot[page_cache.count].data = data;
+  page_cache.slot[page_cache.count].nbytes = len;
+  page_cache.count++;
+  page_cache.bytes += len;
+  pthread_mutex_unlock(&page_cache.lock);
+}
+
 vl_storage *vl_storage_new(size_t nbytes) {
   if (nbytes > VL_MAX_STORAGE_BYTES) {
     char a[32];
@@ -89,12 +158,15 @@ vl_storage *vl_storage_new(size_t nbytes) {
   }
   if (memory_reserve(nbytes) != VL_OK) return NULL;
   vl_storage *s = malloc(sizeof *s);
+  bool mapped = nbytes >= VL_MAPPED_STORAGE_MIN;
   /* aligned_alloc wants a multiple of the alignment; never 0 bytes */
   size_t padded = (nbytes + VL_ALIGNMENT - 1) / VL_ALIGNMENT * VL_ALIGNMENT;
-  void *data = aligned_alloc(VL_ALIGNMENT, padded ? padded : VL_ALIGNMENT);
+  bool fresh = false;
+  void *data = mapped ? storage_pages(nbytes, &fresh) : aligned_alloc(VL_ALIGNMENT, padded ? padded : VL_ALIGNMENT);
   if (s == NULL || data == NULL) {
     free(s);
-    free(data);
+    if (data && mapped) storage_pages_free(data, nbytes);
+    else free(data);
     memory_unreserve(nbytes);
     char a[32];
     vl_error(VL_ENOMEM, "out of memory: the system refused %s", size_str(nbytes, a, sizeof a));
@@ -103,6 +175,7 @@ vl_storage *vl_storage_new(size_t nbytes) {
   s->data = data;
   s->nbytes = nbytes;
   s->refcount = 1;
+  s->kind = mapped ? (fresh ? VL_STORAGE_MAPPED : VL_STORAGE_MAPPED_REUSED) : VL_STORAGE_HEAP;
   s->release = NULL;
   s->release_ctx = NULL;
   return s;
@@ -117,6 +190,7 @@ vl_storage *vl_storage_wrap(void *data, size_t nbytes, vl_release_fn release, vo
   s->data = data;
   s->nbytes = nbytes;
   s->refcount = 1;
+  s->kind = VL_STORAGE_EXTERNAL;
   s->release = release;
   s->release_ctx = ctx;
   return s;
@@ -128,11 +202,19 @@ void vl_storage_retain(vl_storage *s) {
 
 void vl_storage_release(vl_storage *s) {
   if (s == NULL || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
-  if (s->release) {
-    s->release(s->release_ctx, s->data, s->nbytes);
-  } else {
-    free(s->data);
-    memory_unreserve(s->nbytes);
+  switch (s->kind) {
+    case VL_STORAGE_HEAP:
+      free(s->data);
+      memory_unreserve(s->nbytes);
+      break;
+    case VL_STORAGE_MAPPED:
+    case VL_STORAGE_MAPPED_REUSED:
+      storage_pages_free(s->data, s->nbytes);
+      memory_unreserve(s->nbytes);
+      break;
+    case VL_STORAGE_EXTERNAL:
+      if (s->release) s->release(s->release_ctx, s->data, s->nbytes);
+      break;
   }
   free(s);
 }
@@ -253,7 +335,8 @@ vl_tensor *vl_empty(int ndim, const int64_t *shape, vl_dtype dt) {
 
 vl_tensor *vl_zeros(int ndim, const int64_t *shape, vl_dtype dt) {
   vl_tensor *t = vl_empty(ndim, shape, dt);
-  if (t) memset(t->storage->data, 0, t->storage->nbytes);
+  /* fresh anonymous pages are zero already */
+  if (t && t->storage->kind != VL_STORAGE_MAPPED) memset(t->storage->data, 0, t->storage->nbytes);
   return t;
 }
 

@@ -95,11 +95,19 @@ typedef void (*vl_release_fn)(void *ctx, void *data, size_t nbytes);
 
 /* A reference-counted block of bytes. Owned (allocated here) or wrapping
    memory someone else owns (mmap'd files, host buffers). */
+typedef enum vl_storage_kind {
+  VL_STORAGE_HEAP,      /* owned, from the C heap (small tensors) */
+  VL_STORAGE_MAPPED,    /* owned, fresh anonymous pages (zero); returned to the OS on free */
+  VL_STORAGE_MAPPED_REUSED, /* owned, pages reused from the page cache (not zero) */
+  VL_STORAGE_EXTERNAL   /* someone else's memory, given back through `release` */
+} vl_storage_kind;
+
 typedef struct vl_storage {
   void *data;
   size_t nbytes;
   long refcount;          /* updated atomically */
-  vl_release_fn release;  /* NULL: owned, freed here */
+  vl_storage_kind kind;
+  vl_release_fn release;  /* VL_STORAGE_EXTERNAL only (may be NULL: not freed) */
   void *release_ctx;
 } vl_storage;
 

@@ -66,7 +66,7 @@ vl_tensor *vlua_checktensor(lua_State *L, int idx) {
    making big tensors collects the dead ones in time. Views share their
    storage: only a storage with a single owner is new memory. */
 static void report_bytes(lua_State *L, const vl_tensor *t) {
-  if (t->storage->refcount != 1 || t->storage->release != NULL) return;
+  if (t->storage->refcount != 1 || t->storage->kind == VL_STORAGE_EXTERNAL) return;
   size_t kib = t->storage->nbytes / 1024;
   if (kib > 0) lua_gc(L, LUA_GCSTEP, kib > INT32_MAX ? INT32_MAX : (int)kib);
 }
