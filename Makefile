@@ -55,7 +55,7 @@ $(BUILD)/libvlua.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/vl.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(filter-out -llua5.4,$(LIBS))
+	$(CC) -shared -Wl,-z,nodelete $(LDFLAGS) -o $@ $^ $(filter-out -llua5.4,$(LIBS))
 
 $(BUILD)/vlua: $(CLI_OBJ) $(BUILD)/libvlua.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $(CLI_OBJ) $(BUILD)/libvlua.a $(LIBS)
@@ -98,7 +98,7 @@ bench: all
 	@for f in scripts/bench/*.lua; do echo "== $$f"; $(BUILD)/vlua $$f || exit 1; done
 
 fixtures:
-	@for f in scripts/fixtures/*.py; do echo "== $$f"; python3 $$f || exit 1; done
+	@for f in scripts/fixtures/*.py; do echo "== $$f"; /usr/bin/python3 $$f || exit 1; done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig \
@@ -118,3 +118,9 @@ install: all
 
 clean:
 	rm -rf build build-asan build-*
+
+# man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
+MAN_PARTS := tensor elementwise reduce linalg index random
+.PHONY: man
+man:
+	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

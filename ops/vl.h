@@ -210,7 +210,8 @@ int vl_wrap_dim(const char *op, int dim, int ndim, int *out);
 int vl_broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
                         int *nout, int64_t *out);
 
-/* Printing like PyTorch: "tensor([[1.0000, 2.0000]], dtype=float32)".
+/* Printing like PyTorch: "tensor([[1.0000, 2.0000]])", with ", dtype=float64"
+   appended for dtypes other than float32, int64 and bool (ops/format.c).
    Summarised past `VL_PRINT_THRESHOLD` elements. Returns a malloc'd
    string (free it) or NULL. */
 #define VL_PRINT_THRESHOLD 1000
