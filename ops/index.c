@@ -1,0 +1,1128 @@
+/*
+** index.c — joining, indexing and ordering: cat, stack, split, chunk,
+** gather, scatter, index_select, masked_select, nonzero, sort, topk,
+** flip, roll, repeat, tril, triu.
+**
+** Index tensors here are 0-based int64 (int32 accepted). Every index is
+** checked against its dim before anything is written, so a bad index is
+** an error and never a wild read or write. Kernels that only move
+** elements (gather, index_select, sort values, flip, roll, repeat) copy
+** raw element bytes, so every dtype is exact (int64 past 2^53 included).
+*/
+#include <omp.h>
+#include <stdlib.h>
+
+#include "vl_internal.h"
+
+/* Runs shorter than this are insertion-sorted inside the merge sort. */
+#define VL_SORT_INSERTION_RUN 16
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+/* A layout with 0-d promoted to 1-d of size 1 (as PyTorch does for dim
+   arguments on scalars). */
+typedef struct layout {
+  int ndim;
+  int64_t shape[VL_MAX_DIMS];
+  int64_t stride[VL_MAX_DIMS];
+} layout;
+
+static void layout_of(const vl_tensor *t, layout *l) {
+  if (t->ndim == 0) {
+    l->ndim = 1;
+    l->shape[0] = 1;
+    l->stride[0] = 0;
+    return;
+  }
+  l->ndim = t->ndim;
+  for (int d = 0; d < t->ndim; d++) {
+    l->shape[d] = t->shape[d];
+    l->stride[d] = t->stride[d];
+  }
+}
+
+static int64_t shape_numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) n *= shape[d];
+  return n;
+}
+
+static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+  int64_t s = 1;
+  for (int d = ndim - 1; d >= 0; d--) {
+    stride[d] = s;
+    s *= shape[d] > 0 ? shape[d] : 1;
+  }
+}
+
+/* This thread's share [lo, hi) of n items inside a parallel region. */
+static inline void thread_range(int64_t n, int64_t *lo, int64_t *hi) {
+  int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
+  int64_t q = n / nt, r = n % nt;
+  *lo = q * tid + (tid < r ? tid : r);
+  *hi = *lo + q + (tid < r ? 1 : 0);
+}
+
+static inline void copy_elem(char *restrict dst, const char *restrict src, size_t es) {
+  switch (es) {
+    case 1: memcpy(dst, src, 1); break;
+    case 2: memcpy(dst, src, 2); break;
+    case 4: memcpy(dst, src, 4); break;
+    default: memcpy(dst, src, 8); break;
+  }
+}
+
+/* Copy `n` elements of size es from src (stride ss) to dst (stride ds). */
+#define COPY_ROW_T(T)                                                          \
+  do {                                                                         \
+    T *restrict dp = (T *)dst;                                                 \
+    const T *restrict sp = (const T *)src;                                     \
+    for (int64_t j = 0; j < n; j++) dp[j * ds] = sp[j * ss];                   \
+  } while (0)
+
+static void copy_row(char *dst, int64_t ds, const char *src, int64_t ss, int64_t n, size_t es) {
+  if (ds == 1 && ss == 1) {
+    memmove(dst, src, (size_t)n * es);
+    return;
+  }
+  switch (es) {
+    case 1: COPY_ROW_T(uint8_t); break;
+    case 2: COPY_ROW_T(uint16_t); break;
+    case 4: COPY_ROW_T(uint32_t); break;
+    default: COPY_ROW_T(uint64_t); break;
+  }
+}
+
+/* A raw strided view: base pointer, offset and strides in elements.
+   Unlike a vl_tensor it may have negative strides (flip). */
+typedef struct rawview {
+  char *base;
+  int64_t off;
+  int64_t stride[VL_MAX_DIMS];
+} rawview;
+
+static rawview raw_of(const vl_tensor *t) {
+  rawview r;
+  r.base = vl_base(t);
+  r.off = t->offset;
+  for (int d = 0; d < VL_MAX_DIMS; d++) r.stride[d] = d < t->ndim ? t->stride[d] : 0;
+  return r;
+}
+
+/* dst <- src over `shape`; same element size; no overlap. */
+static void copy_raw(int ndim, const int64_t *shape, size_t es, const rawview *dst, const rawview *src) {
+  int64_t total = shape_numel(ndim, shape);
+  if (total == 0) return;
+  if (ndim == 0) {
+    copy_elem(dst->base + dst->off * (int64_t)es, src->base + src->off * (int64_t)es, es);
+    return;
+  }
+  int od = ndim - 1;
+  int64_t inner = shape[od], rows = total / inner;
+  int64_t ds = dst->stride[od], ss = src->stride[od];
+  const int64_t *strides[2] = {dst->stride, src->stride};
+  int64_t offs[2] = {dst->off, src->off};
+#pragma omp parallel if (total > VL_PARALLEL_GRAIN && rows > 1)
+  {
+    int64_t lo, hi;
+    thread_range(rows, &lo, &hi);
+    if (lo < hi) {
+      vl_iter it;
+      vl_iter_init(&it, od, shape, 2, strides, offs);
+      vl_iter_seek(&it, lo, offs);
+      for (int64_t r = lo; r < hi; r++) {
+        copy_row(dst->base + it.offset[0] * (int64_t)es, ds, src->base + it.offset[1] * (int64_t)es, ss,
+                 inner, es);
+        vl_iter_next(&it);
+      }
+    }
+  }
+}
+
+static int check_index_dtype(const char *op, const vl_tensor *index) {
+  if (index->dtype != VL_INT64 && index->dtype != VL_INT32)
+    return vl_error(VL_EDTYPE, "%s: index must be an int64 or int32 tensor, got %s", op,
+                    vl_dtype_name(index->dtype));
+  return VL_OK;
+}
+
+static inline int64_t load_index(const char *base, int64_t off, vl_dtype dt) {
+  return dt == VL_INT64 ? ((const int64_t *)base)[off] : (int64_t)((const int32_t *)base)[off];
+}
+
+/* Every element of `index` must lie in [0, size). */
+static int check_index_range(const char *op, const vl_tensor *index, int64_t size) {
+  layout l;
+  layout_of(index, &l);
+  if (shape_numel(l.ndim, l.shape) == 0) return VL_OK;
+  const int64_t *strides[1] = {l.stride};
+  int64_t offs[1] = {index->offset};
+  vl_iter it;
+  vl_iter_init(&it, l.ndim, l.shape, 1, strides, offs);
+  const char *base = vl_base(index);
+  do {
+    int64_t v = load_index(base, it.offset[0], index->dtype);
+    if (v < 0 || v >= size)
+      return vl_error(VL_EINDEX, "%s: index %lld out of range for a dim of size %lld (expected 0..%lld)", op,
+                      (long long)v, (long long)size, (long long)size - 1);
+  } while (vl_iter_next(&it));
+  return VL_OK;
+}
+
+/* A tensor written in place must not have two elements at one address. */
+static int check_writable(const char *op, const vl_tensor *t) {
+  for (int d = 0; d < t->ndim; d++)
+    if (t->stride[d] == 0 && t->shape[d] > 1)
+      return vl_error(VL_EARG,
+                      "%s: the destination is an expanded view (stride 0 in dim %d) whose elements share "
+                      "memory; call contiguous() or clone() first",
+                      op, d);
+  return VL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* cat, stack                                                          */
+/* ------------------------------------------------------------------ */
+
+static bool legacy_empty(const vl_tensor *t) { return t->ndim == 1 && t->shape[0] == 0; }
+
+vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim) {
+  char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
+  if (n <= 0 || ts == NULL) return vl_error(VL_EARG, "cat: expected a non-empty list of tensors (got %d)", n), NULL;
+  for (int i = 0; i < n; i++)
+    if (ts[i] == NULL) return vl_error(VL_EARG, "cat: tensor %d is NULL", i), NULL;
+  vl_dtype dt = ts[0]->dtype;
+  for (int i = 1; i < n; i++) dt = vl_promote(dt, ts[i]->dtype);
+  /* 1-D tensors of shape [0] are skipped, as PyTorch does. */
+  int ref = -1;
+  for (int i = 0; i < n && ref < 0; i++)
+    if (!legacy_empty(ts[i])) ref = i;
+  if (ref < 0) {
+    int64_t zero = 0;
+    return vl_empty(1, &zero, dt);
+  }
+  const vl_tensor *r = ts[ref];
+  if (r->ndim == 0)
+    return vl_error(VL_ESHAPE, "cat: tensor %d is 0-d; zero-dimensional tensors cannot be concatenated", ref),
+           NULL;
+  int d;
+  if (vl_wrap_dim("cat", dim, r->ndim, &d)) return NULL;
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    const vl_tensor *t = ts[i];
+    if (legacy_empty(t)) continue;
+    if (t->ndim != r->ndim)
+      return vl_error(VL_ESHAPE, "cat: tensor %d has shape %s but tensor %d has %s (dims differ: %d ~= %d)", i,
+                      vl_shape_str(t->ndim, t->shape, s1), ref, vl_shape_str(r->ndim, r->shape, s2), t->ndim,
+                      r->ndim),
+             NULL;
+    for (int k = 0; k < r->ndim; k++)
+      if (k != d && t->shape[k] != r->shape[k])
+        return vl_error(VL_ESHAPE,
+                        "cat: tensor %d has shape %s but tensor %d has %s; sizes must match except in cat dim "
+                        "%d (dim %d: %lld ~= %lld)",
+                        i, vl_shape_str(t->ndim, t->shape, s1), ref, vl_shape_str(r->ndim, r->shape, s2), d, k,
+                        (long long)t->shape[k], (long long)r->shape[k]),
+               NULL;
+    if (t->shape[d] > INT64_MAX - total)
+      return vl_error(VL_ENOMEM, "cat: total size along dim %d overflows", d), NULL;
+    total += t->shape[d];
+  }
+  int64_t shape[VL_MAX_DIMS];
+  memcpy(shape, r->shape, sizeof shape);
+  shape[d] = total;
+  vl_tensor *out = vl_empty(r->ndim, shape, dt);
+  if (out == NULL) return NULL;
+  int64_t pos = 0;
+  for (int i = 0; i < n; i++) {
+    const vl_tensor *t = ts[i];
+    if (legacy_empty(t) || t->shape[d] == 0) continue;
+    vl_tensor *v = vl_narrow(out, d, pos, t->shape[d]);
+    int rc = v ? vl_copy_(v, t) : (int)vl_last_status();
+    vl_tensor_release(v);
+    if (rc != VL_OK) {
+      vl_tensor_release(out);
+      return NULL;
+    }
+    pos += t->shape[d];
+  }
+  return out;
+}
+
+vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim) {
+  char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
+  if (n <= 0 || ts == NULL)
+    return vl_error(VL_EARG, "stack: expected a non-empty list of tensors (got %d)", n), NULL;
+  for (int i = 0; i < n; i++)
+    if (ts[i] == NULL) return vl_error(VL_EARG, "stack: tensor %d is NULL", i), NULL;
+  for (int i = 1; i < n; i++)
+    if (!vl_same_shape(ts[i], ts[0]))
+      return vl_error(VL_ESHAPE, "stack: tensor %d has shape %s but tensor 0 has %s (all must be equal)", i,
+                      vl_shape_str(ts[i]->ndim, ts[i]->shape, s1), vl_shape_str(ts[0]->ndim, ts[0]->shape, s2)),
+             NULL;
+  if (ts[0]->ndim + 1 > VL_MAX_DIMS)
+    return vl_error(VL_ESHAPE, "stack: result would have %d dims (at most %d)", ts[0]->ndim + 1, VL_MAX_DIMS),
+           NULL;
+  int d;
+  if (vl_wrap_dim("stack", dim, ts[0]->ndim + 1, &d)) return NULL;
+  vl_tensor **us = calloc((size_t)n, sizeof *us);
+  if (us == NULL) return vl_error(VL_ENOMEM, "stack: out of memory"), NULL;
+  vl_tensor *out = NULL;
+  int i;
+  for (i = 0; i < n; i++) {
+    us[i] = vl_unsqueeze(ts[i], d);
+    if (us[i] == NULL) break;
+  }
+  if (i == n) out = vl_cat(n, (const vl_tensor *const *)us, d);
+  for (i = 0; i < n; i++) vl_tensor_release(us[i]);
+  free(us);
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* split, chunk                                                        */
+/* ------------------------------------------------------------------ */
+
+int vl_split_sizes(const vl_tensor *t, int nsizes, const int64_t *sizes, int dim, vl_tensor ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  if (t->ndim == 0) return vl_error(VL_ESHAPE, "split: cannot split a 0-d tensor");
+  int d;
+  if (vl_wrap_dim("split", dim, t->ndim, &d)) return vl_last_status();
+  if (nsizes <= 0) return vl_error(VL_EARG, "split: expected at least one size (got %d)", nsizes);
+  int64_t sum = 0;
+  for (int i = 0; i < nsizes; i++) {
+    if (sizes[i] < 0) return vl_error(VL_EARG, "split: size %d is negative (%lld)", i, (long long)sizes[i]);
+    if (sizes[i] > t->shape[d] - sum)
+      return vl_error(VL_ESHAPE, "split: sizes add up to more than %lld, the size of dim %d", (long long)t->shape[d],
+                      d);
+    sum += sizes[i];
+  }
+  if (sum != t->shape[d])
+    return vl_error(VL_ESHAPE, "split: sizes add up to %lld but dim %d has size %lld", (long long)sum, d,
+                    (long long)t->shape[d]);
+  vl_tensor **ps = calloc((size_t)nsizes, sizeof *ps);
+  if (ps == NULL) return vl_error(VL_ENOMEM, "split: out of memory");
+  int64_t pos = 0;
+  for (int i = 0; i < nsizes; i++) {
+    ps[i] = vl_narrow(t, d, pos, sizes[i]);
+    if (ps[i] == NULL) {
+      for (int j = 0; j < i; j++) vl_tensor_release(ps[j]);
+      free(ps);
+      return vl_last_status();
+    }
+    pos += sizes[i];
+  }
+  *out = ps;
+  *n = nsizes;
+  return VL_OK;
+}
+
+/* Pieces of `size` (the last may be smaller) covering `len`, or `count`
+   pieces when forced (chunk of an empty dim). */
+static int split_even(const char *op, const vl_tensor *t, int64_t size, int64_t count, int d, vl_tensor ***out,
+                      int *n) {
+  if (count > INT32_MAX) return vl_error(VL_EARG, "%s: too many pieces (%lld)", op, (long long)count);
+  int64_t *sizes = malloc((size_t)count * sizeof *sizes);
+  if (sizes == NULL) return vl_error(VL_ENOMEM, "%s: out of memory", op);
+  int64_t left = t->shape[d];
+  for (int64_t i = 0; i < count; i++) {
+    sizes[i] = left < size ? left : size;
+    left -= sizes[i];
+  }
+  int rc = vl_split_sizes(t, (int)count, sizes, d, out, n);
+  free(sizes);
+  return rc;
+}
+
+int vl_split(const vl_tensor *t, int64_t size, int dim, vl_tensor ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  if (t->ndim == 0) return vl_error(VL_ESHAPE, "split: cannot split a 0-d tensor");
+  int d;
+  if (vl_wrap_dim("split", dim, t->ndim, &d)) return vl_last_status();
+  int64_t len = t->shape[d];
+  if (size < 0 || (size == 0 && len != 0))
+    return vl_error(VL_EARG, "split: split size must be positive (got %lld)", (long long)size);
+  int64_t count = size == 0 ? 1 : (len / size + (len % size != 0));
+  if (count < 1) count = 1;
+  return split_even("split", t, size, count, d, out, n);
+}
+
+int vl_chunk(const vl_tensor *t, int chunks, int dim, vl_tensor ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  if (chunks <= 0) return vl_error(VL_EARG, "chunk: number of chunks must be positive (got %d)", chunks);
+  if (t->ndim == 0) return vl_error(VL_ESHAPE, "chunk: cannot chunk a 0-d tensor");
+  int d;
+  if (vl_wrap_dim("chunk", dim, t->ndim, &d)) return vl_last_status();
+  int64_t len = t->shape[d];
+  int64_t size = len / chunks + (len % chunks != 0);
+  if (len == 0) return split_even("chunk", t, 0, chunks, d, out, n); /* `chunks` empty pieces */
+  return split_even("chunk", t, size, len / size + (len % size != 0), d, out, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* gather, scatter                                                     */
+/* ------------------------------------------------------------------ */
+
+/* out[j] = t[to + j*ts + index[io + j*is] * dstride] for j < n. */
+#define GATHER_ROW_T(T, IT)                                                    \
+  do {                                                                         \
+    T *restrict o = (T *)out;                                                  \
+    const T *restrict tp = (const T *)tb + to;                                 \
+    const IT *restrict ip = (const IT *)ib + io;                               \
+    for (int64_t j = 0; j < n; j++) o[j] = tp[j * ts + (int64_t)ip[j * is] * dstride]; \
+  } while (0)
+#define GATHER_ROW_IDX(T)                                                      \
+  do {                                                                         \
+    if (idt == VL_INT64)                                                       \
+      GATHER_ROW_T(T, int64_t);                                                \
+    else                                                                       \
+      GATHER_ROW_T(T, int32_t);                                                \
+  } while (0)
+
+static void gather_row(char *out, const char *tb, int64_t to, int64_t ts, int64_t dstride, const char *ib,
+                       int64_t io, int64_t is, vl_dtype idt, int64_t n, size_t es) {
+  switch (es) {
+    case 1: GATHER_ROW_IDX(uint8_t); break;
+    case 2: GATHER_ROW_IDX(uint16_t); break;
+    case 4: GATHER_ROW_IDX(uint32_t); break;
+    default: GATHER_ROW_IDX(uint64_t); break;
+  }
+}
+
+vl_tensor *vl_gather(const vl_tensor *t, int dim, const vl_tensor *index) {
+  char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
+  if (check_index_dtype("gather", index)) return NULL;
+  layout T, I;
+  layout_of(t, &T);
+  layout_of(index, &I);
+  int d;
+  if (vl_wrap_dim("gather", dim, t->ndim, &d)) return NULL;
+  if (I.ndim != T.ndim)
+    return vl_error(VL_ESHAPE, "gather: index shape %s and input shape %s must have the same number of dims",
+                    vl_shape_str(index->ndim, index->shape, s1), vl_shape_str(t->ndim, t->shape, s2)),
+           NULL;
+  for (int k = 0; k < T.ndim; k++)
+    if (k != d && I.shape[k] > T.shape[k])
+      return vl_error(VL_ESHAPE,
+                      "gather: index shape %s is larger than input shape %s outside the gather dim (dim %d: "
+                      "%lld > %lld)",
+                      vl_shape_str(index->ndim, index->shape, s1), vl_shape_str(t->ndim, t->shape, s2), k,
+                      (long long)I.shape[k], (long long)T.shape[k]),
+             NULL;
+  if (check_index_range("gather", index, T.shape[d])) return NULL;
+  vl_tensor *out = vl_empty(index->ndim, index->shape, t->dtype);
+  if (out == NULL) return NULL;
+  int64_t total = shape_numel(I.ndim, I.shape);
+  if (total == 0) return out;
+  size_t es = vl_dtype_size(t->dtype);
+  int64_t tstr[VL_MAX_DIMS], ostr[VL_MAX_DIMS];
+  memcpy(tstr, T.stride, sizeof tstr);
+  int64_t dstride = tstr[d];
+  tstr[d] = 0;
+  contiguous_strides(I.ndim, I.shape, ostr);
+  const int64_t *strides[3] = {I.stride, tstr, ostr};
+  int64_t offs[3] = {index->offset, t->offset, 0};
+  const char *ib = vl_base(index), *tb = vl_base(t);
+  char *ob = vl_data_ptr(out);
+  vl_dtype idt = index->dtype;
+  int od = I.ndim - 1;
+  int64_t inner = I.shape[od], rows = total / inner;
+  int64_t is = I.stride[od], ts = tstr[od];
+#pragma omp parallel if (total > VL_PARALLEL_GRAIN && rows > 1)
+  {
+    int64_t lo, hi;
+    thread_range(rows, &lo, &hi);
+    if (lo < hi) {
+      vl_iter it;
+      vl_iter_init(&it, od, I.shape, 3, strides, offs);
+      vl_iter_seek(&it, lo, offs);
+      for (int64_t r = lo; r < hi; r++) {
+        gather_row(ob + it.offset[2] * (int64_t)es, tb, it.offset[1], ts, dstride, ib, it.offset[0], is, idt,
+                   inner, es);
+        vl_iter_next(&it);
+      }
+    }
+  }
+  return out;
+}
+
+/* dst += src for one element of dtype dt (integers wrap, bool is or). */
+static inline void add_elem(char *dst, const char *src, vl_dtype dt) {
+  switch (dt) {
+    case VL_FLOAT32: *(float *)dst += *(const float *)src; break;
+    case VL_FLOAT64: *(double *)dst += *(const double *)src; break;
+    case VL_FLOAT16:
+      *(uint16_t *)dst = vl_float_to_half(vl_half_to_float(*(uint16_t *)dst) + vl_half_to_float(*(const uint16_t *)src));
+      break;
+    case VL_BFLOAT16:
+      *(uint16_t *)dst = vl_float_to_bfloat16(vl_bfloat16_to_float(*(uint16_t *)dst) +
+                                              vl_bfloat16_to_float(*(const uint16_t *)src));
+      break;
+    case VL_INT64:
+      *(int64_t *)dst = (int64_t)((uint64_t) * (int64_t *)dst + (uint64_t) * (const int64_t *)src);
+      break;
+    case VL_INT32:
+      *(int32_t *)dst = (int32_t)((uint32_t) * (int32_t *)dst + (uint32_t) * (const int32_t *)src);
+      break;
+    case VL_UINT8: *(uint8_t *)dst = (uint8_t)(*(uint8_t *)dst + *(const uint8_t *)src); break;
+    case VL_BOOL: *(uint8_t *)dst = (*(uint8_t *)dst || *(const uint8_t *)src); break;
+    default: break;
+  }
+}
+
+static int scatter_impl(const char *op, vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src,
+                        bool add) {
+  char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
+  if (check_index_dtype(op, index)) return vl_last_status();
+  layout T, I, S;
+  layout_of(t, &T);
+  layout_of(index, &I);
+  layout_of(src, &S);
+  int d;
+  if (vl_wrap_dim(op, dim, t->ndim, &d)) return vl_last_status();
+  /* A 0-d src is a value written at every index. */
+  bool scalar = src->ndim == 0;
+  if (I.ndim != T.ndim)
+    return vl_error(VL_ESHAPE, "%s: index shape %s and self shape %s must have the same number of dims", op,
+                    vl_shape_str(index->ndim, index->shape, s1), vl_shape_str(t->ndim, t->shape, s2));
+  if (!scalar && S.ndim != I.ndim)
+    return vl_error(VL_ESHAPE, "%s: index shape %s and src shape %s must have the same number of dims", op,
+                    vl_shape_str(index->ndim, index->shape, s1), vl_shape_str(src->ndim, src->shape, s2));
+  for (int k = 0; k < T.ndim; k++) {
+    if (k != d && I.shape[k] > T.shape[k])
+      return vl_error(VL_ESHAPE,
+                      "%s: index shape %s is larger than self shape %s outside the scatter dim (dim %d: %lld > "
+                      "%lld)",
+                      op, vl_shape_str(index->ndim, index->shape, s1), vl_shape_str(t->ndim, t->shape, s2), k,
+                      (long long)I.shape[k], (long long)T.shape[k]);
+    if (!scalar && I.shape[k] > S.shape[k])
+      return vl_error(VL_ESHAPE, "%s: index shape %s is larger than src shape %s (dim %d: %lld > %lld)", op,
+                      vl_shape_str(index->ndim, index->shape, s1), vl_shape_str(src->ndim, src->shape, s2), k,
+                      (long long)I.shape[k], (long long)S.shape[k]);
+  }
+  if (check_index_range(op, index, T.shape[d])) return vl_last_status();
+  if (check_writable(op, t)) return vl_last_status();
+  int64_t total = shape_numel(I.ndim, I.shape);
+  if (total == 0) return VL_OK;
+  vl_tensor *s = vl_to_dtype(src, t->dtype);
+  if (s == NULL) return vl_last_status();
+  if (scalar) memset(S.stride, 0, sizeof S.stride);
+  size_t es = vl_dtype_size(t->dtype);
+  int64_t tstr[VL_MAX_DIMS];
+  memcpy(tstr, T.stride, sizeof tstr);
+  int64_t dstride = tstr[d];
+  tstr[d] = 0;
+  const int64_t *strides[3] = {I.stride, tstr, S.stride};
+  int64_t offs[3] = {index->offset, t->offset, s->offset};
+  const char *ib = vl_base(index), *sb = vl_base(s);
+  char *tb = vl_base(t);
+  vl_dtype idt = index->dtype, dt = t->dtype;
+  /* Serial: repeated indices write (or add to) one element, in order. */
+  vl_iter it;
+  vl_iter_init(&it, I.ndim, I.shape, 3, strides, offs);
+  do {
+    int64_t v = load_index(ib, it.offset[0], idt);
+    char *dp = tb + (it.offset[1] + v * dstride) * (int64_t)es;
+    const char *sp = sb + it.offset[2] * (int64_t)es;
+    if (add)
+      add_elem(dp, sp, dt);
+    else
+      copy_elem(dp, sp, es);
+  } while (vl_iter_next(&it));
+  vl_tensor_release(s);
+  return VL_OK;
+}
+
+int vl_scatter_(vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
+  return scatter_impl("scatter_", t, dim, index, src, false);
+}
+
+int vl_scatter_add_(vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
+  return scatter_impl("scatter_add_", t, dim, index, src, true);
+}
+
+vl_tensor *vl_scatter(const vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
+  vl_tensor *out = vl_clone(t);
+  if (out == NULL) return NULL;
+  if (scatter_impl("scatter", out, dim, index, src, false) != VL_OK) {
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* index_select, masked_select, nonzero                                */
+/* ------------------------------------------------------------------ */
+
+vl_tensor *vl_index_select(const vl_tensor *t, int dim, const vl_tensor *index) {
+  char s1[VL_SHAPE_STR];
+  if (check_index_dtype("index_select", index)) return NULL;
+  if (index->ndim > 1)
+    return vl_error(VL_ESHAPE, "index_select: index must be 0-d or 1-d, got shape %s",
+                    vl_shape_str(index->ndim, index->shape, s1)),
+           NULL;
+  layout T;
+  layout_of(t, &T);
+  int d;
+  if (vl_wrap_dim("index_select", dim, t->ndim, &d)) return NULL;
+  if (check_index_range("index_select", index, T.shape[d])) return NULL;
+  int64_t n = vl_numel(index);
+  int64_t shape[VL_MAX_DIMS];
+  memcpy(shape, T.shape, sizeof shape);
+  shape[d] = n;
+  /* 0-d input with a 0-d index stays 0-d */
+  int ondim = (t->ndim == 0 && index->ndim == 0) ? 0 : T.ndim;
+  vl_tensor *out = vl_empty(ondim, shape, t->dtype);
+  if (out == NULL) return NULL;
+  int64_t total = shape_numel(T.ndim, shape);
+  if (total == 0) return out;
+  int64_t *iv = malloc((size_t)n * sizeof *iv);
+  if (iv == NULL) {
+    vl_tensor_release(out);
+    return vl_error(VL_ENOMEM, "index_select: out of memory"), NULL;
+  }
+  const char *ib = vl_base(index);
+  int64_t istride = index->ndim ? index->stride[0] : 0;
+  for (int64_t j = 0; j < n; j++) iv[j] = load_index(ib, index->offset + j * istride, index->dtype);
+  size_t es = vl_dtype_size(t->dtype);
+  int nd = T.ndim, od = nd - 1;
+  int64_t tstr[VL_MAX_DIMS], ostr[VL_MAX_DIMS];
+  memcpy(tstr, T.stride, sizeof tstr);
+  int64_t dstride = tstr[d];
+  tstr[d] = 0;
+  contiguous_strides(nd, shape, ostr);
+  int64_t inner = shape[od], rows = total / inner;
+  const int64_t *strides[2] = {tstr, ostr};
+  int64_t offs[2] = {t->offset, 0};
+  const char *tb = vl_base(t);
+  char *ob = vl_data_ptr(out);
+  int64_t tin = T.stride[od];
+#pragma omp parallel if (total > VL_PARALLEL_GRAIN && rows > 1)
+  {
+    int64_t lo, hi;
+    thread_range(rows, &lo, &hi);
+    if (lo < hi) {
+      vl_iter it;
+      vl_iter_init(&it, od, shape, 2, strides, offs);
+      vl_iter_seek(&it, lo, offs);
+      for (int64_t r = lo; r < hi; r++) {
+        char *dp = ob + it.offset[1] * (int64_t)es;
+        if (d == od) { /* selecting along the last dim: one index per element */
+          const char *sp = tb + it.offset[0] * (int64_t)es;
+          for (int64_t j = 0; j < inner; j++) copy_elem(dp + j * (int64_t)es, sp + iv[j] * dstride * (int64_t)es, es);
+        } else {
+          int64_t so = it.offset[0] + iv[it.index[d]] * dstride;
+          copy_row(dp, 1, tb + so * (int64_t)es, tin, inner, es);
+        }
+        vl_iter_next(&it);
+      }
+    }
+  }
+  free(iv);
+  return out;
+}
+
+vl_tensor *vl_masked_select(const vl_tensor *t, const vl_tensor *mask) {
+  if (mask->dtype != VL_BOOL && mask->dtype != VL_UINT8)
+    return vl_error(VL_EDTYPE, "masked_select: mask must be bool or uint8, got %s", vl_dtype_name(mask->dtype)),
+           NULL;
+  int nd;
+  int64_t shape[VL_MAX_DIMS];
+  if (vl_broadcast_shapes("masked_select", t->ndim, t->shape, mask->ndim, mask->shape, &nd, shape)) return NULL;
+  int64_t tstr[VL_MAX_DIMS], mstr[VL_MAX_DIMS];
+  vl_broadcast_strides(t, nd, shape, tstr);
+  vl_broadcast_strides(mask, nd, shape, mstr);
+  int64_t total = shape_numel(nd, shape);
+  const uint8_t *mb = (const uint8_t *)vl_base(mask);
+  int64_t count = 0;
+  if (total > 0) {
+    const int64_t *strides[1] = {mstr};
+    int64_t offs[1] = {mask->offset};
+    vl_iter it;
+    vl_iter_init(&it, nd, shape, 1, strides, offs);
+    do count += mb[it.offset[0]] != 0;
+    while (vl_iter_next(&it));
+  }
+  vl_tensor *out = vl_empty(1, &count, t->dtype);
+  if (out == NULL || count == 0) return out;
+  size_t es = vl_dtype_size(t->dtype);
+  const char *tb = vl_base(t);
+  char *ob = vl_data_ptr(out);
+  const int64_t *strides[2] = {mstr, tstr};
+  int64_t offs[2] = {mask->offset, t->offset};
+  vl_iter it;
+  vl_iter_init(&it, nd, shape, 2, strides, offs);
+  int64_t k = 0;
+  do {
+    if (mb[it.offset[0]]) copy_elem(ob + (k++) * (int64_t)es, tb + it.offset[1] * (int64_t)es, es);
+  } while (vl_iter_next(&it));
+  return out;
+}
+
+/* Exact "is not zero" per dtype; NaN counts as non-zero, -0.0 as zero. */
+static inline bool elem_nonzero(const char *base, int64_t off, vl_dtype dt) {
+  switch (dt) {
+    case VL_FLOAT32: return ((const float *)base)[off] != 0;
+    case VL_FLOAT64: return ((const double *)base)[off] != 0;
+    case VL_FLOAT16:
+    case VL_BFLOAT16: return (((const uint16_t *)base)[off] & 0x7fff) != 0;
+    case VL_INT64: return ((const int64_t *)base)[off] != 0;
+    case VL_INT32: return ((const int32_t *)base)[off] != 0;
+    default: return ((const uint8_t *)base)[off] != 0;
+  }
+}
+
+vl_tensor *vl_nonzero(const vl_tensor *t) {
+  int64_t total = vl_numel(t);
+  const char *tb = vl_base(t);
+  int64_t count = 0;
+  const int64_t *strides[1] = {t->stride};
+  int64_t offs[1] = {t->offset};
+  vl_iter it;
+  if (total > 0) {
+    vl_iter_init(&it, t->ndim, t->shape, 1, strides, offs);
+    do count += elem_nonzero(tb, it.offset[0], t->dtype);
+    while (vl_iter_next(&it));
+  }
+  int64_t shape[2] = {count, t->ndim};
+  vl_tensor *out = vl_empty(2, shape, VL_INT64);
+  if (out == NULL || count == 0) return out;
+  int64_t *ob = vl_data_ptr(out);
+  vl_iter_init(&it, t->ndim, t->shape, 1, strides, offs);
+  int64_t k = 0;
+  do {
+    if (elem_nonzero(tb, it.offset[0], t->dtype)) {
+      for (int d = 0; d < t->ndim; d++) ob[k * t->ndim + d] = it.index[d];
+      k++;
+    }
+  } while (vl_iter_next(&it));
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* sort, topk                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Every dtype sorts as unsigned 64-bit keys whose order is the wanted
+   one: floats by their IEEE bits (sign-flipped), NaN above +inf (PyTorch
+   puts NaN last ascending, first descending), -0.0 equal to +0.0;
+   integers with the sign bit flipped. Descending inverts the keys, so
+   one stable ascending sort of (key, position) pairs serves every case
+   and ties keep their index order. */
+typedef struct sort_kv {
+  uint64_t key;
+  int64_t idx;
+} sort_kv;
+
+#define VL_SIGN_BIT UINT64_C(0x8000000000000000)
+
+static inline uint64_t float_key(double v) {
+  if (v != v) return UINT64_MAX;
+  if (v == 0) v = 0.0; /* -0.0 sorts as +0.0 */
+  uint64_t b;
+  memcpy(&b, &v, sizeof b);
+  return (b & VL_SIGN_BIT) ? ~b : (b | VL_SIGN_BIT);
+}
+
+static inline uint64_t int_key(int64_t v) { return (uint64_t)v ^ VL_SIGN_BIT; }
+
+/* topk with k at most this (and n >= 4k) selects in one pass instead of sorting. */
+#define VL_TOPK_SELECT_MAX 64
+
+/* Stable merge sort of a[0..n) by key; tmp has n slots. `par`: split
+   the merges of each pass across threads (one big slice). */
+static void sort_pairs(sort_kv *restrict a, sort_kv *restrict tmp, int64_t n, bool par) {
+  int64_t nruns = (n + VL_SORT_INSERTION_RUN - 1) / VL_SORT_INSERTION_RUN;
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t r = 0; r < nruns; r++) {
+    int64_t lo = r * VL_SORT_INSERTION_RUN, hi = VL_MIN(lo + VL_SORT_INSERTION_RUN, n);
+    for (int64_t i = lo + 1; i < hi; i++) {
+      sort_kv x = a[i];
+      int64_t j = i;
+      while (j > lo && x.key < a[j - 1].key) {
+        a[j] = a[j - 1];
+        j--;
+      }
+      a[j] = x;
+    }
+  }
+  sort_kv *src = a, *dst = tmp;
+  for (int64_t w = VL_SORT_INSERTION_RUN; w < n; w *= 2) {
+    int64_t npairs = (n + 2 * w - 1) / (2 * w);
+#pragma omp parallel for if (par && npairs > 1) schedule(static)
+    for (int64_t p = 0; p < npairs; p++) {
+      int64_t lo = p * 2 * w, mid = VL_MIN(lo + w, n), hi = VL_MIN(lo + 2 * w, n);
+      int64_t i = lo, j = mid, o = lo;
+      while (i < mid && j < hi) dst[o++] = src[j].key < src[i].key ? src[j++] : src[i++];
+      while (i < mid) dst[o++] = src[i++];
+      while (j < hi) dst[o++] = src[j++];
+    }
+    sort_kv *sw = src;
+    src = dst;
+    dst = sw;
+  }
+  if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
+}
+
+/* The k smallest pairs of a[0..n) in order, ties by position, into out. */
+static void select_pairs(const sort_kv *restrict a, int64_t n, int64_t k, sort_kv *restrict out) {
+  int64_t cnt = 0;
+  for (int64_t j = 0; j < n; j++) {
+    uint64_t key = a[j].key;
+    if (cnt == k && key >= out[k - 1].key) continue; /* later equal keys lose */
+    int64_t pos = cnt < k ? cnt : k - 1;
+    while (pos > 0 && out[pos - 1].key > key) {
+      out[pos] = out[pos - 1];
+      pos--;
+    }
+    out[pos] = a[j];
+    if (cnt < k) cnt++;
+  }
+}
+
+/* Keys of one slice: n elements from offset `to`, stride `ts`. */
+static void load_keys(sort_kv *restrict kv, const char *tb, int64_t to, int64_t ts, int64_t n, vl_dtype dt,
+                      bool descending) {
+  uint64_t flip = descending ? UINT64_MAX : 0;
+  switch (dt) {
+    case VL_FLOAT32: {
+      const float *p = (const float *)tb + to;
+      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){float_key(p[j * ts]) ^ flip, j};
+      break;
+    }
+    case VL_FLOAT64: {
+      const double *p = (const double *)tb + to;
+      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){float_key(p[j * ts]) ^ flip, j};
+      break;
+    }
+    case VL_FLOAT16:
+    case VL_BFLOAT16:
+      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){float_key(vl_load(tb, to + j * ts, dt)) ^ flip, j};
+      break;
+    case VL_INT64: {
+      const int64_t *p = (const int64_t *)tb + to;
+      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){int_key(p[j * ts]) ^ flip, j};
+      break;
+    }
+    case VL_INT32: {
+      const int32_t *p = (const int32_t *)tb + to;
+      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){int_key(p[j * ts]) ^ flip, j};
+      break;
+    }
+    default: { /* uint8, bool */
+      const uint8_t *p = (const uint8_t *)tb + to;
+      bool isbool = dt == VL_BOOL;
+      for (int64_t j = 0; j < n; j++) {
+        int64_t v = isbool ? p[j * ts] != 0 : p[j * ts];
+        kv[j] = (sort_kv){int_key(v) ^ flip, j};
+      }
+      break;
+    }
+  }
+}
+
+/* Sort each slice along `dim` and keep the first k (k < 0: all). */
+static int sort_impl(const char *op, const vl_tensor *t, int dim, bool descending, int64_t k, vl_tensor **values,
+                     vl_tensor **indices) {
+  *values = NULL;
+  *indices = NULL;
+  layout T;
+  layout_of(t, &T);
+  int d;
+  if (vl_wrap_dim(op, dim, t->ndim, &d)) return vl_last_status();
+  int64_t n = T.shape[d];
+  if (k < 0) k = n;
+  if (k > n)
+    return vl_error(VL_EARG, "%s: k (%lld) is larger than the size of dim %d (%lld)", op, (long long)k, d,
+                    (long long)n);
+  int64_t oshape[VL_MAX_DIMS];
+  memcpy(oshape, T.shape, sizeof oshape);
+  oshape[d] = k;
+  int ondim = (t->ndim == 0 && k == 1) ? 0 : T.ndim;
+  vl_tensor *v = vl_empty(ondim, oshape, t->dtype);
+  vl_tensor *ix = v ? vl_empty(ondim, oshape, VL_INT64) : NULL;
+  if (ix == NULL) {
+    vl_tensor_release(v);
+    return vl_last_status();
+  }
+  int64_t total = shape_numel(T.ndim, T.shape);
+  if (total == 0 || k == 0) {
+    *values = v;
+    *indices = ix;
+    return VL_OK;
+  }
+  int64_t slices = total / n;
+  bool select = k < n && k <= VL_TOPK_SELECT_MAX && n >= 4 * k;
+  /* per-thread buffers: keys and merge scratch (or the selection) */
+  int nt = omp_get_max_threads();
+  bool par_slices = slices > 1 && total > VL_PARALLEL_GRAIN;
+  bool par_inner = !par_slices && !select && n > VL_PARALLEL_GRAIN && nt > 1;
+  if (!par_slices) nt = 1;
+  size_t per = (size_t)n * 2;
+  if ((size_t)n > SIZE_MAX / 2 / sizeof(sort_kv) / (size_t)nt) {
+    vl_tensor_release(v);
+    vl_tensor_release(ix);
+    return vl_error(VL_ENOMEM, "%s: slice of %lld elements is too large", op, (long long)n);
+  }
+  sort_kv *buf = malloc(per * (size_t)nt * sizeof *buf);
+  if (buf == NULL) {
+    vl_tensor_release(v);
+    vl_tensor_release(ix);
+    return vl_error(VL_ENOMEM, "%s: out of memory for a sort buffer of %lld elements", op, (long long)n);
+  }
+  /* iterate over every dim except d */
+  int rnd = 0;
+  int64_t rshape[VL_MAX_DIMS], rts[VL_MAX_DIMS], rvs[VL_MAX_DIMS];
+  int64_t vstr[VL_MAX_DIMS];
+  contiguous_strides(T.ndim, oshape, vstr);
+  for (int q = 0; q < T.ndim; q++)
+    if (q != d) {
+      rshape[rnd] = T.shape[q];
+      rts[rnd] = T.stride[q];
+      rvs[rnd] = vstr[q];
+      rnd++;
+    }
+  int64_t tsd = T.stride[d], vsd = vstr[d];
+  const int64_t *strides[2] = {rts, rvs};
+  int64_t offs[2] = {t->offset, 0};
+  const char *tb = vl_base(t);
+  char *vb = vl_data_ptr(v);
+  int64_t *ib = vl_data_ptr(ix);
+  size_t es = vl_dtype_size(t->dtype);
+  vl_dtype dt = t->dtype;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t lo, hi;
+    thread_range(slices, &lo, &hi);
+    sort_kv *keys = buf + per * (size_t)omp_get_thread_num();
+    sort_kv *tmp = keys + n;
+    if (lo < hi) {
+      vl_iter it;
+      vl_iter_init(&it, rnd, rshape, 2, strides, offs);
+      vl_iter_seek(&it, lo, offs);
+      for (int64_t s = lo; s < hi; s++) {
+        int64_t to = it.offset[0], vo = it.offset[1];
+        load_keys(keys, tb, to, tsd, n, dt, descending);
+        const sort_kv *res = keys;
+        if (select) {
+          select_pairs(keys, n, k, tmp);
+          res = tmp;
+        } else {
+          sort_pairs(keys, tmp, n, par_inner);
+        }
+        for (int64_t j = 0; j < k; j++) {
+          copy_elem(vb + (vo + j * vsd) * (int64_t)es, tb + (to + res[j].idx * tsd) * (int64_t)es, es);
+          ib[vo + j * vsd] = res[j].idx;
+        }
+        vl_iter_next(&it);
+      }
+    }
+  }
+  free(buf);
+  *values = v;
+  *indices = ix;
+  return VL_OK;
+}
+
+int vl_sort(const vl_tensor *t, int dim, bool descending, vl_tensor **values, vl_tensor **indices) {
+  return sort_impl("sort", t, dim, descending, -1, values, indices);
+}
+
+/* Results always come sorted (stable: ties keep index order); `sorted`
+   is accepted for PyTorch compatibility. */
+int vl_topk(const vl_tensor *t, int64_t k, int dim, bool largest, bool sorted, vl_tensor **values,
+            vl_tensor **indices) {
+  VL_UNUSED(sorted);
+  if (k < 0) {
+    *values = *indices = NULL;
+    return vl_error(VL_EARG, "topk: k must be >= 0 (got %lld)", (long long)k);
+  }
+  return sort_impl("topk", t, dim, largest, k, values, indices);
+}
+
+/* ------------------------------------------------------------------ */
+/* flip, roll, repeat, tril, triu                                      */
+/* ------------------------------------------------------------------ */
+
+vl_tensor *vl_flip(const vl_tensor *t, int ndims, const int *dims) {
+  bool seen[VL_MAX_DIMS] = {false};
+  if (ndims < 0) return vl_error(VL_EARG, "flip: negative number of dims (%d)", ndims), NULL;
+  rawview src = raw_of(t);
+  for (int i = 0; i < ndims; i++) {
+    int d;
+    if (vl_wrap_dim("flip", dims[i], t->ndim, &d)) return NULL;
+    if (t->ndim == 0) continue; /* flipping a scalar changes nothing */
+    if (seen[d]) return vl_error(VL_EARG, "flip: dim %d appears more than once", d), NULL;
+    seen[d] = true;
+    if (t->shape[d] > 0) src.off += (t->shape[d] - 1) * t->stride[d];
+    src.stride[d] = -t->stride[d];
+  }
+  vl_tensor *out = vl_empty(t->ndim, t->shape, t->dtype);
+  if (out == NULL) return NULL;
+  rawview dst = raw_of(out);
+  copy_raw(t->ndim, t->shape, vl_dtype_size(t->dtype), &dst, &src);
+  return out;
+}
+
+/* dst <- src rolled by s (0 <= s < shape[d]) along d. */
+static void roll_raw(int ndim, const int64_t *shape, size_t es, const rawview *dst, const rawview *src, int d,
+                     int64_t s) {
+  int64_t n = shape[d];
+  int64_t sh[VL_MAX_DIMS];
+  memcpy(sh, shape, (size_t)ndim * sizeof *sh);
+  rawview a = *dst, b = *src;
+  /* dst[s:n] <- src[0:n-s] */
+  sh[d] = n - s;
+  a.off = dst->off + s * dst->stride[d];
+  copy_raw(ndim, sh, es, &a, &b);
+  /* dst[0:s] <- src[n-s:n] */
+  sh[d] = s;
+  a.off = dst->off;
+  b.off = src->off + (n - s) * src->stride[d];
+  copy_raw(ndim, sh, es, &a, &b);
+}
+
+static int64_t wrap_shift(int64_t s, int64_t n) {
+  if (n == 0) return 0;
+  int64_t r = s % n;
+  return r < 0 ? r + n : r;
+}
+
+vl_tensor *vl_roll(const vl_tensor *t, int n, const int64_t *shifts, const int *dims) {
+  size_t es = vl_dtype_size(t->dtype);
+  if (n <= 0) return vl_error(VL_EARG, "roll: expected at least one shift (got %d)", n), NULL;
+  if (dims == NULL) { /* roll the flattened tensor, restore the shape */
+    if (n != 1) return vl_error(VL_EARG, "roll: without dims expects exactly one shift (got %d)", n), NULL;
+    vl_tensor *c = vl_contiguous(t);
+    if (c == NULL) return NULL;
+    vl_tensor *out = vl_empty(t->ndim, t->shape, t->dtype);
+    if (out == NULL) {
+      vl_tensor_release(c);
+      return NULL;
+    }
+    int64_t total = vl_numel(t);
+    if (total > 0) {
+      rawview dst = {vl_base(out), out->offset, {1}}, src = {vl_base(c), c->offset, {1}};
+      roll_raw(1, &total, es, &dst, &src, 0, wrap_shift(shifts[0], total));
+    }
+    vl_tensor_release(c);
+    return out;
+  }
+  int wd[VL_MAX_DIMS];
+  if (n > VL_MAX_DIMS) return vl_error(VL_EARG, "roll: %d dims given (at most %d)", n, VL_MAX_DIMS), NULL;
+  for (int i = 0; i < n; i++)
+    if (vl_wrap_dim("roll", dims[i], t->ndim, &wd[i])) return NULL;
+  if (t->ndim == 0) return vl_clone(t);
+  /* one pass per dim: cur -> next */
+  vl_tensor *cur = NULL;
+  for (int i = 0; i < n; i++) {
+    vl_tensor *next = vl_empty(t->ndim, t->shape, t->dtype);
+    if (next == NULL) {
+      vl_tensor_release(cur);
+      return NULL;
+    }
+    const vl_tensor *from = cur ? cur : t;
+    rawview dst = raw_of(next), src = raw_of(from);
+    if (vl_numel(t) > 0)
+      roll_raw(t->ndim, t->shape, es, &dst, &src, wd[i], wrap_shift(shifts[i], t->shape[wd[i]]));
+    vl_tensor_release(cur);
+    cur = next;
+  }
+  return cur;
+}
+
+vl_tensor *vl_repeat(const vl_tensor *t, int n, const int64_t *repeats) {
+  if (n < t->ndim)
+    return vl_error(VL_EARG, "repeat: %d repeat counts given for a %d-d tensor (need at least %d)", n, t->ndim,
+                    t->ndim),
+           NULL;
+  if (n > VL_MAX_DIMS) return vl_error(VL_EARG, "repeat: %d repeat counts (at most %d dims)", n, VL_MAX_DIMS), NULL;
+  int64_t ps[VL_MAX_DIMS], pst[VL_MAX_DIMS], os[VL_MAX_DIMS] = {0};
+  int lead = n - t->ndim;
+  for (int d = 0; d < n; d++) {
+    if (repeats[d] < 0)
+      return vl_error(VL_EARG, "repeat: repeat count %lld (position %d) is negative", (long long)repeats[d], d),
+             NULL;
+    ps[d] = d < lead ? 1 : t->shape[d - lead];
+    pst[d] = d < lead ? 0 : t->stride[d - lead];
+    if (ps[d] > 0 && repeats[d] > INT64_MAX / ps[d])
+      return vl_error(VL_ENOMEM, "repeat: size %lld x %lld overflows", (long long)ps[d], (long long)repeats[d]), NULL;
+    os[d] = ps[d] * repeats[d];
+  }
+  vl_tensor *out = vl_empty(n, os, t->dtype);
+  if (out == NULL) return NULL;
+  int64_t total = shape_numel(n, os);
+  if (total == 0) return out;
+  size_t es = vl_dtype_size(t->dtype);
+  const char *tb = vl_base(t);
+  char *ob = vl_data_ptr(out);
+  if (n == 0) {
+    copy_elem(ob, tb + t->offset * (int64_t)es, es);
+    return out;
+  }
+  int od = n - 1;
+  int64_t inner = os[od], rows = total / inner, pin = ps[od], sin = pst[od], rin = repeats[od];
+  int64_t zero[VL_MAX_DIMS] = {0};
+  const int64_t *strides[1] = {zero};
+  int64_t offs[1] = {0};
+#pragma omp parallel if (total > VL_PARALLEL_GRAIN && rows > 1)
+  {
+    int64_t lo, hi;
+    thread_range(rows, &lo, &hi);
+    if (lo < hi) {
+      vl_iter it;
+      vl_iter_init(&it, od, os, 1, strides, offs);
+      vl_iter_seek(&it, lo, offs);
+      for (int64_t r = lo; r < hi; r++) {
+        int64_t so = t->offset;
+        for (int q = 0; q < od; q++) so += (it.index[q] % ps[q]) * pst[q];
+        char *dp = ob + r * inner * (int64_t)es;
+        copy_row(dp, 1, tb + so * (int64_t)es, sin, pin, es);
+        for (int64_t c = 1; c < rin; c++) memcpy(dp + c * pin * (int64_t)es, dp, (size_t)pin * es);
+        vl_iter_next(&it);
+      }
+    }
+  }
+  return out;
+}
+
+static vl_tensor *tri_impl(const char *op, const vl_tensor *t, int64_t k, bool lower) {
+  char s1[VL_SHAPE_STR];
+  if (t->ndim < 2)
+    return vl_error(VL_ESHAPE, "%s: expected a tensor with at least 2 dims, got shape %s", op,
+                    vl_shape_str(t->ndim, t->shape, s1)),
+           NULL;
+  vl_tensor *out = vl_clone(t);
+  if (out == NULL) return NULL;
+  int64_t R = t->shape[t->ndim - 2], C = t->shape[t->ndim - 1];
+  int64_t total = vl_numel(t);
+  if (total == 0) return out;
+  /* clamp so that i + k + 1 cannot overflow */
+  if (k > C + 1) k = C + 1;
+  if (k < -R - 1) k = -R - 1;
+  int64_t rows = total / C;
+  size_t es = vl_dtype_size(t->dtype);
+  char *ob = vl_data_ptr(out);
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t i = r % R, lo, hi;
+    if (lower) { /* keep j <= i + k */
+      lo = VL_MAX(0, i + k + 1);
+      hi = C;
+    } else { /* keep j >= i + k */
+      lo = 0;
+      hi = VL_MIN(C, VL_MAX(0, i + k));
+    }
+    if (lo < hi) memset(ob + (r * C + lo) * (int64_t)es, 0, (size_t)(hi - lo) * es);
+  }
+  return out;
+}
+
+vl_tensor *vl_tril(const vl_tensor *t, int64_t k) { return tri_impl("tril", t, k, true); }
+vl_tensor *vl_triu(const vl_tensor *t, int64_t k) { return tri_impl("triu", t, k, false); }
