@@ -1,0 +1,1654 @@
+/*
+** reduce.c — reductions (ops/vl.h "Reductions"): sum, mean, prod, amax,
+** amin, all, any, logsumexp over any set of dims; var/std; vector norms;
+** max/min with indices; argmax/argmin; softmax/log_softmax; cumsum.
+**
+** Every reduction is brought to one of two shapes of work on a dense
+** buffer, [O, R, I] (O outer outputs, R reduced elements, I inner
+** outputs, element (o, r, i) at o*R*I + r*I + i):
+**   - I == 1: rows of R reduced one by one (reduce over the last dims, or
+**     over everything); long rows are cut in VL_REDUCE_CHUNK pieces whose
+**     partial results are merged, so one long row still uses every thread;
+**   - I > 1: a leading/middle reduced dim; each task keeps accumulators
+**     for a block of VL_REDUCE_COLBLOCK outputs and adds whole rows into
+**     them (contiguous, vectorised across the inner dim).
+** A tensor that is a dense permutation (contiguous, transposed, permuted)
+** is read in place; anything else (narrowed, expanded, ...) is first
+** copied by vl_contiguous. float16/bfloat16 are computed in float32.
+** The split of the work depends on the shape only, never on the thread
+** count, so results are the same for every thread count.
+**
+** Accumulation: floating sums in double (so 16M float32 values sum to
+** within a few ulps); integer sums/products in int64, wrapping like
+** PyTorch; var/std by the corrected two-pass method; logsumexp and
+** softmax subtract the max first.
+*/
+#include <float.h>
+#include <stdlib.h>
+
+#include "vl_internal.h"
+
+/* The kernels below never rely on floating-point exceptions; telling GCC
+   so lets it turn the selects in max/min/clamp loops into vector code
+   (with trapping math it keeps them as branches and does not vectorise). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/* Tuning constants, named. */
+#define VL_REDUCE_CHUNK 16384    /* elements of a row one task reduces; longer rows are split */
+#define VL_REDUCE_COLBLOCK 1024   /* outputs one task accumulates when an inner dim is kept */
+#define VL_REDUCE_MIN_TASKS 16   /* fewer (outer, block) tasks than this: split the reduced dim too */
+#define VL_REDUCE_MAX_RSPLIT 64  /* most pieces a reduced dim is split into in that case */
+#define VL_REDUCE_MIN_RPIECE 64  /* fewest reduced rows in one such piece */
+
+#define VL_AI static inline __attribute__((always_inline))
+/* Vectorise this loop (at -O2 GCC only vectorises loops it is told to). */
+#define VL_SIMD _Pragma("omp simd")
+
+/* ------------------------------------------------------------------ */
+/* Element loads (dt is a constant after inlining)                     */
+/* ------------------------------------------------------------------ */
+
+VL_AI double ldf(const void *x, int64_t i, vl_dtype dt) {
+  switch (dt) {
+    case VL_FLOAT32: return ((const float *)x)[i];
+    case VL_FLOAT64: return ((const double *)x)[i];
+    case VL_INT64: return (double)((const int64_t *)x)[i];
+    case VL_INT32: return ((const int32_t *)x)[i];
+    case VL_UINT8: return ((const uint8_t *)x)[i];
+    case VL_BOOL: return ((const uint8_t *)x)[i] != 0;
+    default: return 0;
+  }
+}
+
+VL_AI int64_t ldi(const void *x, int64_t i, vl_dtype dt) {
+  switch (dt) {
+    case VL_INT64: return ((const int64_t *)x)[i];
+    case VL_INT32: return ((const int32_t *)x)[i];
+    case VL_UINT8: return ((const uint8_t *)x)[i];
+    case VL_BOOL: return ((const uint8_t *)x)[i] != 0;
+    default: return 0; /* float types never take the integer path */
+  }
+}
+
+static bool is_intlike(vl_dtype dt) {
+  return dt == VL_INT64 || dt == VL_INT32 || dt == VL_UINT8 || dt == VL_BOOL;
+}
+
+/* The dtype float work is done in: float64 stays, other floats and all
+   integers go to float32. */
+static vl_dtype float_work(vl_dtype dt) { return dt == VL_FLOAT64 ? VL_FLOAT64 : VL_FLOAT32; }
+
+/* The dtype a kernel reads: float16/bfloat16 are widened to float32. */
+static vl_dtype native_work(vl_dtype dt) {
+  return (dt == VL_FLOAT16 || dt == VL_BFLOAT16) ? VL_FLOAT32 : dt;
+}
+
+/* ------------------------------------------------------------------ */
+/* Primitive passes                                                    */
+/* ------------------------------------------------------------------ */
+
+/* What one pass over the reduced elements computes per output. a1 is a
+   double accumulator, a2 a second one (P_SUMDEV), ak an int64 one. */
+enum {
+  P_SUM,    /* a1 = sum x */
+  P_PROD,   /* a1 = prod x */
+  P_MAX,    /* a1 = max x (NaN wins) */
+  P_MIN,    /* a1 = min x (NaN wins) */
+  P_SUMDEV, /* a1 = sum (x - c), a2 = sum (x - c)^2 */
+  P_SUMEXP, /* a1 = sum exp(x - c) */
+  P_SUMABS, /* a1 = sum |x| */
+  P_SUMSQ,  /* a1 = sum x^2 */
+  P_SUMPOW, /* a1 = sum |x|^p */
+  P_MAXABS, /* a1 = max |x| */
+  P_MINABS, /* a1 = min |x| */
+  P_NNZ,    /* ak = count of x != 0 */
+  P_ISUM,   /* ak = sum x (int64, wrapping) */
+  P_IPROD,  /* ak = prod x (int64, wrapping) */
+  P_IMAX,   /* ak = max x */
+  P_IMIN    /* ak = min x */
+};
+
+static bool prim_uses_ak(int prim) { return prim >= P_NNZ; }
+
+VL_AI int64_t wrap_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+VL_AI int64_t wrap_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+
+/* Max (ismax) or min of a float32 run; NaN wins. Eight lanes, NaN-sticky,
+   kept in registers so the loop vectorises. */
+#define VL_EXT_STEP(v, m, ismax) ((((ismax) ? (v) > (m) : (v) < (m)) || (v) != (v)) ? (v) : (m))
+VL_AI float row_ext_f32(const float *restrict x, int64_t n, bool ismax) {
+  float init = ismax ? -INFINITY : INFINITY;
+  float m[8] = {init, init, init, init, init, init, init, init};
+  int64_t i = 0;
+  if (ismax) {
+    for (; i + 8 <= n; i += 8)
+      for (int k = 0; k < 8; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], true);
+  } else {
+    for (; i + 8 <= n; i += 8)
+      for (int k = 0; k < 8; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], false);
+  }
+  float r = init;
+  for (; i < n; i++) r = VL_EXT_STEP(x[i], r, ismax);
+  for (int k = 0; k < 8; k++) r = VL_EXT_STEP(m[k], r, ismax);
+  return r;
+}
+
+VL_AI double row_ext_f64(const double *restrict x, int64_t n, bool ismax) {
+  double init = ismax ? -INFINITY : INFINITY;
+  double m[4] = {init, init, init, init};
+  int64_t i = 0;
+  if (ismax) {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], true);
+  } else {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], false);
+  }
+  double r = init;
+  for (; i < n; i++) r = VL_EXT_STEP(x[i], r, ismax);
+  for (int k = 0; k < 4; k++) r = VL_EXT_STEP(m[k], r, ismax);
+  return r;
+}
+
+/* Sum (or sum of squares) of a float32 run in double: four vector
+   accumulators in registers (GCC/clang vector extensions), so the loop is
+   limited by memory rather than by the latency of one add chain. */
+typedef double vl_v2d __attribute__((vector_size(16)));
+VL_AI double row_sum_f32(const float *restrict x, int64_t n, bool squares) {
+  vl_v2d a0 = {0, 0}, a1 = {0, 0}, a2 = {0, 0}, a3 = {0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    vl_v2d v0 = {x[i], x[i + 1]}, v1 = {x[i + 2], x[i + 3]};
+    vl_v2d v2 = {x[i + 4], x[i + 5]}, v3 = {x[i + 6], x[i + 7]};
+    if (squares) {
+      v0 *= v0;
+      v1 *= v1;
+      v2 *= v2;
+      v3 *= v3;
+    }
+    a0 += v0;
+    a1 += v1;
+    a2 += v2;
+    a3 += v3;
+  }
+  vl_v2d t = (a0 + a1) + (a2 + a3);
+  double r = t[0] + t[1];
+  for (; i < n; i++) r += squares ? (double)x[i] * x[i] : (double)x[i];
+  return r;
+}
+
+/* Reduce one contiguous run of n elements starting at element `off`. */
+VL_AI void row_kernel(int prim, const void *x, int64_t off, int64_t n, double c, double p, double *o1,
+                      double *o2, int64_t *ok, vl_dtype dt) {
+  switch (prim) {
+    case P_SUM: {
+      if (dt == VL_FLOAT32) {
+        *o1 = row_sum_f32((const float *)x + off, n, false);
+        break;
+      }
+      double s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; i++) s += ldf(x, off + i, dt);
+      *o1 = s;
+      break;
+    }
+    case P_PROD: {
+      double s = 1;
+      for (int64_t i = 0; i < n; i++) s *= ldf(x, off + i, dt);
+      *o1 = s;
+      break;
+    }
+    case P_MAX: {
+      if (dt == VL_FLOAT32 || dt == VL_FLOAT64) {
+        *o1 = dt == VL_FLOAT32 ? row_ext_f32((const float *)x + off, n, true)
+                               : row_ext_f64((const double *)x + off, n, true);
+        break;
+      }
+      double m = -INFINITY;
+      int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+      for (int64_t i = 0; i < n; i++) {
+        double v = ldf(x, off + i, dt);
+        m = v > m ? v : m;
+        nan |= v != v;
+      }
+      *o1 = nan ? NAN : m;
+      break;
+    }
+    case P_MIN: {
+      if (dt == VL_FLOAT32 || dt == VL_FLOAT64) {
+        *o1 = dt == VL_FLOAT32 ? row_ext_f32((const float *)x + off, n, false)
+                               : row_ext_f64((const double *)x + off, n, false);
+        break;
+      }
+      double m = INFINITY;
+      int nan = 0;
+#pragma omp simd reduction(min : m) reduction(| : nan)
+      for (int64_t i = 0; i < n; i++) {
+        double v = ldf(x, off + i, dt);
+        m = v < m ? v : m;
+        nan |= v != v;
+      }
+      *o1 = nan ? NAN : m;
+      break;
+    }
+    case P_SUMDEV: {
+      double s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t i = 0; i < n; i++) {
+        double d = ldf(x, off + i, dt) - c;
+        s1 += d;
+        s2 += d * d;
+      }
+      *o1 = s1;
+      *o2 = s2;
+      break;
+    }
+    case P_SUMEXP: {
+      double s = 0;
+      for (int64_t i = 0; i < n; i++) s += exp(ldf(x, off + i, dt) - c);
+      *o1 = s;
+      break;
+    }
+    case P_SUMABS: {
+      double s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; i++) s += fabs(ldf(x, off + i, dt));
+      *o1 = s;
+      break;
+    }
+    case P_SUMSQ: {
+      if (dt == VL_FLOAT32) {
+        *o1 = row_sum_f32((const float *)x + off, n, true);
+        break;
+      }
+      double s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; i++) {
+        double v = ldf(x, off + i, dt);
+        s += v * v;
+      }
+      *o1 = s;
+      break;
+    }
+    case P_SUMPOW: {
+      double s = 0;
+      for (int64_t i = 0; i < n; i++) s += pow(fabs(ldf(x, off + i, dt)), p);
+      *o1 = s;
+      break;
+    }
+    case P_MAXABS: {
+      double m = 0;
+      int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+      for (int64_t i = 0; i < n; i++) {
+        double v = fabs(ldf(x, off + i, dt));
+        m = v > m ? v : m;
+        nan |= v != v;
+      }
+      *o1 = nan ? NAN : m;
+      break;
+    }
+    case P_MINABS: {
+      double m = INFINITY;
+      int nan = 0;
+#pragma omp simd reduction(min : m) reduction(| : nan)
+      for (int64_t i = 0; i < n; i++) {
+        double v = fabs(ldf(x, off + i, dt));
+        m = v < m ? v : m;
+        nan |= v != v;
+      }
+      *o1 = nan ? NAN : m;
+      break;
+    }
+    case P_NNZ: {
+      int64_t k = 0;
+#pragma omp simd reduction(+ : k)
+      for (int64_t i = 0; i < n; i++) k += ldf(x, off + i, dt) != 0;
+      *ok = k;
+      break;
+    }
+    case P_ISUM: {
+      uint64_t s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; i++) s += (uint64_t)ldi(x, off + i, dt);
+      *ok = (int64_t)s;
+      break;
+    }
+    case P_IPROD: {
+      uint64_t s = 1;
+      for (int64_t i = 0; i < n; i++) s *= (uint64_t)ldi(x, off + i, dt);
+      *ok = (int64_t)s;
+      break;
+    }
+    case P_IMAX: {
+      int64_t m = INT64_MIN;
+      for (int64_t i = 0; i < n; i++) {
+        int64_t v = ldi(x, off + i, dt);
+        m = v > m ? v : m;
+      }
+      *ok = m;
+      break;
+    }
+    case P_IMIN: {
+      int64_t m = INT64_MAX;
+      for (int64_t i = 0; i < n; i++) {
+        int64_t v = ldi(x, off + i, dt);
+        m = v < m ? v : m;
+      }
+      *ok = m;
+      break;
+    }
+    default: break;
+  }
+}
+
+/* Reduce nr rows of ni contiguous elements (row r starts at off + r*ld)
+   into ni accumulators. c holds ni per-output constants (P_SUMDEV,
+   P_SUMEXP). */
+VL_AI void col_kernel(int prim, const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld,
+                      const double *c, double p, double *restrict a1, double *restrict a2,
+                      int64_t *restrict ak, vl_dtype dt) {
+  switch (prim) {
+    case P_PROD:
+      for (int64_t i = 0; i < ni; i++) a1[i] = 1;
+      break;
+    case P_MAX: for (int64_t i = 0; i < ni; i++) a1[i] = -INFINITY; break;
+    case P_MIN:
+    case P_MINABS: for (int64_t i = 0; i < ni; i++) a1[i] = INFINITY; break;
+    case P_SUMDEV:
+      for (int64_t i = 0; i < ni; i++) a1[i] = a2[i] = 0;
+      break;
+    case P_NNZ:
+    case P_ISUM: for (int64_t i = 0; i < ni; i++) ak[i] = 0; break;
+    case P_IPROD: for (int64_t i = 0; i < ni; i++) ak[i] = 1; break;
+    case P_IMAX: for (int64_t i = 0; i < ni; i++) ak[i] = INT64_MIN; break;
+    case P_IMIN: for (int64_t i = 0; i < ni; i++) ak[i] = INT64_MAX; break;
+    default: for (int64_t i = 0; i < ni; i++) a1[i] = 0; break;
+  }
+  for (int64_t r = 0; r < nr; r++) {
+    int64_t b = off + r * ld;
+    switch (prim) {
+      case P_SUM:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) a1[i] += ldf(x, b + i, dt);
+        break;
+      case P_PROD:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) a1[i] *= ldf(x, b + i, dt);
+        break;
+      case P_MAX:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          double v = ldf(x, b + i, dt);
+          a1[i] = (v > a1[i] || v != v) ? v : a1[i];
+        }
+        break;
+      case P_MIN:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          double v = ldf(x, b + i, dt);
+          a1[i] = (v < a1[i] || v != v) ? v : a1[i];
+        }
+        break;
+      case P_SUMDEV:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          double d = ldf(x, b + i, dt) - c[i];
+          a1[i] += d;
+          a2[i] += d * d;
+        }
+        break;
+      case P_SUMEXP:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) a1[i] += exp(ldf(x, b + i, dt) - c[i]);
+        break;
+      case P_SUMABS:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) a1[i] += fabs(ldf(x, b + i, dt));
+        break;
+      case P_SUMSQ:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          double v = ldf(x, b + i, dt);
+          a1[i] += v * v;
+        }
+        break;
+      case P_SUMPOW:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) a1[i] += pow(fabs(ldf(x, b + i, dt)), p);
+        break;
+      case P_MAXABS:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          double v = fabs(ldf(x, b + i, dt));
+          a1[i] = (v > a1[i] || v != v) ? v : a1[i];
+        }
+        break;
+      case P_MINABS:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          double v = fabs(ldf(x, b + i, dt));
+          a1[i] = (v < a1[i] || v != v) ? v : a1[i];
+        }
+        break;
+      case P_NNZ:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) ak[i] += ldf(x, b + i, dt) != 0;
+        break;
+      case P_ISUM:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) ak[i] = wrap_add(ak[i], ldi(x, b + i, dt));
+        break;
+      case P_IPROD:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) ak[i] = wrap_mul(ak[i], ldi(x, b + i, dt));
+        break;
+      case P_IMAX:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          int64_t v = ldi(x, b + i, dt);
+          ak[i] = v > ak[i] ? v : ak[i];
+        }
+        break;
+      case P_IMIN:
+        VL_SIMD
+        for (int64_t i = 0; i < ni; i++) {
+          int64_t v = ldi(x, b + i, dt);
+          ak[i] = v < ak[i] ? v : ak[i];
+        }
+        break;
+      default: break;
+    }
+  }
+}
+
+typedef void (*row_fn)(int prim, const void *x, int64_t off, int64_t n, double c, double p, double *o1,
+                       double *o2, int64_t *ok);
+typedef void (*col_fn)(int prim, const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld,
+                       const double *c, double p, double *a1, double *a2, int64_t *ak);
+
+#define VL_DEF_PASS_KERNELS(SFX, DT)                                                                  \
+  static void row_##SFX(int prim, const void *x, int64_t off, int64_t n, double c, double p,       \
+                        double *o1, double *o2, int64_t *ok) {                                       \
+    row_kernel(prim, x, off, n, c, p, o1, o2, ok, DT);                                               \
+  }                                                                                                  \
+  static void col_##SFX(int prim, const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld,  \
+                        const double *c, double p, double *a1, double *a2, int64_t *ak) {            \
+    col_kernel(prim, x, off, nr, ni, ld, c, p, a1, a2, ak, DT);                                      \
+  }
+VL_DEF_PASS_KERNELS(f32, VL_FLOAT32)
+VL_DEF_PASS_KERNELS(f64, VL_FLOAT64)
+VL_DEF_PASS_KERNELS(i64, VL_INT64)
+VL_DEF_PASS_KERNELS(i32, VL_INT32)
+VL_DEF_PASS_KERNELS(u8, VL_UINT8)
+VL_DEF_PASS_KERNELS(b8, VL_BOOL)
+
+static void pick_pass(vl_dtype dt, row_fn *rf, col_fn *cf) {
+  switch (dt) {
+    case VL_FLOAT64: *rf = row_f64; *cf = col_f64; break;
+    case VL_INT64: *rf = row_i64; *cf = col_i64; break;
+    case VL_INT32: *rf = row_i32; *cf = col_i32; break;
+    case VL_UINT8: *rf = row_u8; *cf = col_u8; break;
+    case VL_BOOL: *rf = row_b8; *cf = col_b8; break;
+    default: *rf = row_f32; *cf = col_f32; break;
+  }
+}
+
+/* a op= b for one output. */
+static inline void merge_one(int prim, double *a1, double *a2, int64_t *ak, double b1, double b2, int64_t bk) {
+  switch (prim) {
+    case P_PROD: *a1 *= b1; break;
+    case P_MAX:
+    case P_MAXABS: *a1 = (b1 > *a1 || b1 != b1) ? b1 : *a1; break;
+    case P_MIN:
+    case P_MINABS: *a1 = (b1 < *a1 || b1 != b1) ? b1 : *a1; break;
+    case P_SUMDEV:
+      *a1 += b1;
+      *a2 += b2;
+      break;
+    case P_NNZ:
+    case P_ISUM: *ak = wrap_add(*ak, bk); break;
+    case P_IPROD: *ak = wrap_mul(*ak, bk); break;
+    case P_IMAX: *ak = bk > *ak ? bk : *ak; break;
+    case P_IMIN: *ak = bk < *ak ? bk : *ak; break;
+    default: *a1 += b1; break;
+  }
+}
+
+/* Accumulator arrays for one pass. */
+typedef struct acc {
+  double *a1, *a2;
+  int64_t *ak;
+} acc;
+
+static void acc_free(acc *a) {
+  free(a->a1);
+  free(a->a2);
+  free(a->ak);
+  a->a1 = a->a2 = NULL;
+  a->ak = NULL;
+}
+
+static int acc_alloc(const char *op, int prim, int64_t n, acc *a) {
+  a->a1 = a->a2 = NULL;
+  a->ak = NULL;
+  size_t m = (size_t)(n > 0 ? n : 1);
+  if (prim_uses_ak(prim))
+    a->ak = malloc(m * sizeof(int64_t));
+  else
+    a->a1 = malloc(m * sizeof(double));
+  if (prim == P_SUMDEV) a->a2 = malloc(m * sizeof(double));
+  if ((prim_uses_ak(prim) && !a->ak) || (!prim_uses_ak(prim) && !a->a1) || (prim == P_SUMDEV && !a->a2)) {
+    acc_free(a);
+    return vl_error(VL_ENOMEM, "%s: out of memory for %lld accumulators", op, (long long)n);
+  }
+  return VL_OK;
+}
+
+/* One pass over [O, R, I] (element (o,r,i) at off + (o*R + r)*I + i)
+   into out (O*I outputs). c: O*I per-output constants or NULL. */
+static int run_pass(const char *op, int prim, vl_dtype dt, const void *x, int64_t off, int64_t O, int64_t R,
+                    int64_t I, const double *c, double p, acc *out) {
+  row_fn rf;
+  col_fn cf;
+  pick_pass(dt, &rf, &cf);
+  int64_t total = O * R * I;
+  double *o1 = out->a1, *o2 = out->a2;
+  int64_t *ok = out->ak;
+  if (I == 1) {
+    int64_t C = R > VL_REDUCE_CHUNK ? (R + VL_REDUCE_CHUNK - 1) / VL_REDUCE_CHUNK : 1;
+    if (C == 1) {
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
+      for (int64_t o = 0; o < O; o++)
+        rf(prim, x, off + o * R, R, c ? c[o] : 0.0, p, o1 ? o1 + o : NULL, o2 ? o2 + o : NULL,
+           ok ? ok + o : NULL);
+      return VL_OK;
+    }
+    int64_t T = O * C;
+    acc part;
+    if (acc_alloc(op, prim, T, &part)) return vl_last_status();
+    double *p1 = part.a1, *p2 = part.a2;
+    int64_t *pk = part.ak;
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
+    for (int64_t t = 0; t < T; t++) {
+      int64_t o = t / C, s = (t % C) * VL_REDUCE_CHUNK;
+      int64_t n = VL_MIN(VL_REDUCE_CHUNK, R - s);
+      rf(prim, x, off + o * R + s, n, c ? c[o] : 0.0, p, p1 ? p1 + t : NULL, p2 ? p2 + t : NULL,
+         pk ? pk + t : NULL);
+    }
+    for (int64_t o = 0; o < O; o++) {
+      int64_t t0 = o * C;
+      if (o1) o1[o] = p1[t0];
+      if (o2) o2[o] = p2[t0];
+      if (ok) ok[o] = pk[t0];
+      for (int64_t k = 1; k < C; k++)
+        merge_one(prim, o1 ? o1 + o : NULL, o2 ? o2 + o : NULL, ok ? ok + o : NULL, p1 ? p1[t0 + k] : 0,
+                  p2 ? p2[t0 + k] : 0, pk ? pk[t0 + k] : 0);
+    }
+    acc_free(&part);
+    return VL_OK;
+  }
+
+  int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
+  int64_t tasks = O * nb;
+  int64_t RC = 1;
+  if (tasks < VL_REDUCE_MIN_TASKS && total > VL_PARALLEL_GRAIN) {
+    RC = R / VL_REDUCE_MIN_RPIECE;
+    RC = VL_MAX(1, VL_MIN(RC, VL_REDUCE_MAX_RSPLIT));
+  }
+  acc part = {NULL, NULL, NULL};
+  acc *dst = out;
+  if (RC > 1) {
+    if (acc_alloc(op, prim, RC * O * I, &part)) return vl_last_status();
+    dst = &part;
+  }
+  double *q1 = dst->a1, *q2 = dst->a2;
+  int64_t *qk = dst->ak;
+  int64_t OI = O * I;
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
+  for (int64_t t = 0; t < RC * tasks; t++) {
+    int64_t rc = t / tasks, rem = t % tasks, o = rem / nb, b = rem % nb;
+    int64_t i0 = b * VL_REDUCE_COLBLOCK, ni = VL_MIN(VL_REDUCE_COLBLOCK, I - i0);
+    int64_t r0 = R * rc / RC, r1 = R * (rc + 1) / RC;
+    int64_t d = rc * OI + o * I + i0;
+    cf(prim, x, off + (o * R + r0) * I + i0, r1 - r0, ni, I, c ? c + o * I + i0 : NULL, p, q1 ? q1 + d : NULL,
+       q2 ? q2 + d : NULL, qk ? qk + d : NULL);
+  }
+  if (RC > 1) {
+    for (int64_t j = 0; j < OI; j++) {
+      if (o1) o1[j] = q1[j];
+      if (o2) o2[j] = q2[j];
+      if (ok) ok[j] = qk[j];
+      for (int64_t rc = 1; rc < RC; rc++)
+        merge_one(prim, o1 ? o1 + j : NULL, o2 ? o2 + j : NULL, ok ? ok + j : NULL, q1 ? q1[rc * OI + j] : 0,
+                  q2 ? q2[rc * OI + j] : 0, qk ? qk[rc * OI + j] : 0);
+    }
+    acc_free(&part);
+  }
+  return VL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dims, output shapes, layouts                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct rplan {
+  bool mask[VL_MAX_DIMS];   /* dims reduced */
+  int out_ndim;
+  int64_t out_shape[VL_MAX_DIMS];
+  int64_t R;                /* reduced elements per output */
+  int64_t N;                /* outputs */
+} rplan;
+
+static int check_tensor(const char *op, const vl_tensor *t) {
+  if (!t) return vl_error(VL_EARG, "%s: tensor is NULL", op);
+  if ((unsigned)t->dtype >= VL_DTYPE_COUNT) return vl_error(VL_EDTYPE, "%s: unknown dtype %d", op, (int)t->dtype);
+  return VL_OK;
+}
+
+static int plan_dims(const char *op, const vl_tensor *t, int ndims, const int *dims, bool keepdim, rplan *pl) {
+  memset(pl, 0, sizeof *pl);
+  if (ndims < 0) return vl_error(VL_EARG, "%s: number of dims %d is negative", op, ndims);
+  if (ndims > 0 && !dims) return vl_error(VL_EARG, "%s: %d dims announced but the dims list is NULL", op, ndims);
+  if (ndims == 0) {
+    for (int d = 0; d < t->ndim; d++) pl->mask[d] = true;
+  } else {
+    bool seen[VL_MAX_DIMS + 1] = {false};
+    for (int k = 0; k < ndims; k++) {
+      int d;
+      if (vl_wrap_dim(op, dims[k], t->ndim, &d)) return vl_last_status();
+      if (seen[d]) return vl_error(VL_EARG, "%s: dim %d appears twice in the list of dims", op, dims[k]);
+      seen[d] = true;
+      if (t->ndim > 0) pl->mask[d] = true;
+    }
+  }
+  pl->R = 1;
+  pl->N = 1;
+  for (int d = 0; d < t->ndim; d++) {
+    if (pl->mask[d]) {
+      pl->R *= t->shape[d];
+      if (keepdim) pl->out_shape[pl->out_ndim++] = 1;
+    } else {
+      pl->N *= t->shape[d];
+      pl->out_shape[pl->out_ndim++] = t->shape[d];
+    }
+  }
+  return VL_OK;
+}
+
+typedef struct rlayout {
+  vl_tensor *src;   /* one reference: t itself or a converted/contiguous copy */
+  const void *x;    /* storage base */
+  int64_t off;      /* element offset of element [0,...,0] */
+  int64_t O, R, I;
+  vl_dtype dt;
+} rlayout;
+
+/* Can `x` be read in place as [O, R, I]? Its dims of size > 1 must form a
+   dense block (a permutation of a contiguous layout) whose memory order
+   keeps the kept dims in logical order (all dims, when `ordered`) and
+   holds the reduced dims in one run. */
+static bool dense_plan(const vl_tensor *x, const bool *mask, bool ordered, int64_t *O, int64_t *R, int64_t *I) {
+  int idx[VL_MAX_DIMS], n = 0;
+  for (int d = 0; d < x->ndim; d++) {
+    if (x->shape[d] <= 1) continue;
+    if (x->stride[d] <= 0) return false;
+    idx[n++] = d;
+  }
+  for (int a = 1; a < n; a++) { /* insertion sort, stride descending */
+    int v = idx[a], b = a - 1;
+    while (b >= 0 && x->stride[idx[b]] < x->stride[v]) {
+      idx[b + 1] = idx[b];
+      b--;
+    }
+    idx[b + 1] = v;
+  }
+  int64_t expect = 1;
+  for (int k = n - 1; k >= 0; k--) {
+    if (x->stride[idx[k]] != expect) return false;
+    expect *= x->shape[idx[k]];
+  }
+  int last_kept = -1, last_any = -1, phase = 0;
+  *O = *R = *I = 1;
+  for (int k = 0; k < n; k++) {
+    int d = idx[k];
+    if (ordered && d < last_any) return false;
+    last_any = d;
+    if (mask[d]) {
+      if (phase == 2) return false;
+      phase = 1;
+      *R *= x->shape[d];
+    } else {
+      if (d < last_kept) return false;
+      last_kept = d;
+      if (phase == 0) {
+        *O *= x->shape[d];
+      } else {
+        phase = 2;
+        *I *= x->shape[d];
+      }
+    }
+  }
+  return true;
+}
+
+/* Bring t (non-empty) into an [O, R, I] layout of dtype `work`.
+   ordered: memory order must follow logical order (flat indices and
+   outputs of t's own shape); otherwise kept dims first, reduced last. */
+static int prepare(const char *op, const vl_tensor *t, const bool *mask, vl_dtype work, bool ordered, rlayout *L) {
+  vl_tensor *x = vl_to_dtype(t, work);
+  if (!x) return vl_last_status();
+  int64_t O, R, I;
+  if (!dense_plan(x, mask, ordered, &O, &R, &I)) {
+    /* Copy: in logical order, or kept dims first and reduced dims last. */
+    bool pm[VL_MAX_DIMS] = {false};
+    vl_tensor *y;
+    if (ordered) {
+      memcpy(pm, mask, sizeof pm);
+      y = vl_contiguous(x);
+    } else {
+      int perm[VL_MAX_DIMS], k = 0;
+      for (int d = 0; d < x->ndim; d++)
+        if (!mask[d]) perm[k++] = d;
+      for (int d = 0; d < x->ndim; d++)
+        if (mask[d]) {
+          pm[k] = true;
+          perm[k++] = d;
+        }
+      vl_tensor *pv = vl_permute(x, perm);
+      y = pv ? vl_contiguous(pv) : NULL;
+      vl_tensor_release(pv);
+    }
+    vl_tensor_release(x);
+    if (!y) return vl_last_status();
+    if (!dense_plan(y, pm, ordered, &O, &R, &I)) {
+      vl_tensor_release(y);
+      return vl_error(VL_ESTATE, "%s: internal error: a contiguous copy is not dense", op);
+    }
+    x = y;
+  }
+  L->src = x;
+  L->x = vl_base(x);
+  L->off = x->offset;
+  L->O = O;
+  L->R = R;
+  L->I = I;
+  L->dt = x->dtype;
+  return VL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output stores                                                       */
+/* ------------------------------------------------------------------ */
+
+/* out: a fresh contiguous tensor of n elements. */
+static void store_f(vl_tensor *out, const double *v, int64_t n) {
+  void *p = vl_data_ptr(out);
+  switch (out->dtype) {
+    case VL_FLOAT32: {
+      float *q = p;
+      VL_SIMD
+      for (int64_t i = 0; i < n; i++) q[i] = (float)v[i];
+      break;
+    }
+    case VL_FLOAT64: memcpy(p, v, (size_t)n * sizeof(double)); break;
+    default:
+      for (int64_t i = 0; i < n; i++) vl_store(p, i, out->dtype, v[i]);
+      break;
+  }
+}
+
+static void store_i(vl_tensor *out, const int64_t *v, int64_t n) {
+  void *p = vl_data_ptr(out);
+  switch (out->dtype) {
+    case VL_INT64: memcpy(p, v, (size_t)n * sizeof(int64_t)); break;
+    case VL_INT32:
+      for (int64_t i = 0; i < n; i++) ((int32_t *)p)[i] = (int32_t)v[i];
+      break;
+    case VL_UINT8:
+      for (int64_t i = 0; i < n; i++) ((uint8_t *)p)[i] = (uint8_t)v[i];
+      break;
+    case VL_BOOL:
+      for (int64_t i = 0; i < n; i++) ((uint8_t *)p)[i] = v[i] != 0;
+      break;
+    default:
+      for (int64_t i = 0; i < n; i++) vl_store(p, i, out->dtype, (double)v[i]);
+      break;
+  }
+}
+
+static void fill_value(vl_tensor *out, int64_t n, double v) {
+  void *p = vl_data_ptr(out);
+  for (int64_t i = 0; i < n; i++) vl_store(p, i, out->dtype, v);
+}
+
+static vl_tensor *filled(const rplan *pl, vl_dtype dt, double v) {
+  vl_tensor *out = vl_empty(pl->out_ndim, pl->out_shape, dt);
+  if (out) fill_value(out, pl->N, v);
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* vl_reduce                                                           */
+/* ------------------------------------------------------------------ */
+
+static const char *const redop_names[VL_REDOP_COUNT] = {"sum", "mean", "prod", "amax", "amin", "all", "any",
+                                                        "logsumexp"};
+
+/* The dim is not named: callers number dims differently (0-based here,
+   1-based in Lua); the shape shows which one is empty. */
+static int empty_error(const char *op, const char *what, const vl_tensor *t) {
+  char buf[VL_SHAPE_STR];
+  return vl_error(VL_EARG, "%s: cannot take the %s over a dim of size 0 (shape %s): an empty set has no %s", op,
+                  what, vl_shape_str(t->ndim, t->shape, buf), what);
+}
+
+vl_tensor *vl_reduce(vl_redop op, const vl_tensor *t, int ndims, const int *dims, bool keepdim) {
+  if ((unsigned)op >= VL_REDOP_COUNT) {
+    vl_error(VL_EARG, "reduce: unknown reduction %d (expected 0..%d)", (int)op, VL_REDOP_COUNT - 1);
+    return NULL;
+  }
+  const char *name = redop_names[op];
+  if (check_tensor(name, t)) return NULL;
+  rplan pl;
+  if (plan_dims(name, t, ndims, dims, keepdim, &pl)) return NULL;
+
+  vl_dtype in = t->dtype, out_dt, work;
+  bool isf = vl_dtype_is_float(in);
+  switch (op) {
+    case VL_SUM:
+    case VL_PROD:
+      out_dt = isf ? in : VL_INT64;
+      work = native_work(in);
+      break;
+    case VL_AMAX:
+    case VL_AMIN:
+      out_dt = in;
+      work = native_work(in);
+      break;
+    case VL_ALL:
+    case VL_ANY:
+      out_dt = VL_BOOL;
+      work = native_work(in);
+      break;
+    default: /* mean, logsumexp: float results; integers promote to float32 */
+      out_dt = isf ? in : VL_FLOAT32;
+      work = float_work(in);
+      break;
+  }
+
+  if (pl.R == 0 || pl.N == 0) {
+    if (pl.R == 0 && (op == VL_AMAX || op == VL_AMIN)) {
+      empty_error(name, op == VL_AMAX ? "maximum" : "minimum", t);
+      return NULL;
+    }
+    double id = 0;
+    switch (op) {
+      case VL_MEAN: id = NAN; break;
+      case VL_PROD:
+      case VL_ALL: id = 1; break;
+      case VL_LOGSUMEXP: id = -INFINITY; break;
+      default: id = 0; break;
+    }
+    return filled(&pl, out_dt, id);
+  }
+
+  rlayout L;
+  if (prepare(name, t, pl.mask, work, false, &L)) return NULL;
+  bool ints = is_intlike(L.dt);
+  int prim;
+  switch (op) {
+    case VL_SUM:
+    case VL_MEAN: prim = ints ? P_ISUM : P_SUM; break;
+    case VL_PROD: prim = ints ? P_IPROD : P_PROD; break;
+    case VL_AMAX: prim = ints ? P_IMAX : P_MAX; break;
+    case VL_AMIN: prim = ints ? P_IMIN : P_MIN; break;
+    case VL_ALL:
+    case VL_ANY: prim = P_NNZ; break;
+    default: prim = P_MAX; break; /* logsumexp: the max first */
+  }
+  int64_t N = pl.N, R = pl.R;
+  acc a;
+  vl_tensor *out = NULL;
+  if (acc_alloc(name, prim, N, &a)) goto done;
+  if (run_pass(name, prim, L.dt, L.x, L.off, L.O, L.R, L.I, NULL, 0, &a)) goto done;
+
+  if (op == VL_LOGSUMEXP) {
+    acc s;
+    if (acc_alloc(name, P_SUMEXP, N, &s)) goto done;
+    double *c = malloc((size_t)N * sizeof(double));
+    if (!c) {
+      acc_free(&s);
+      vl_error(VL_ENOMEM, "logsumexp: out of memory");
+      goto done;
+    }
+    for (int64_t j = 0; j < N; j++) c[j] = isfinite(a.a1[j]) ? a.a1[j] : 0.0;
+    int st = run_pass(name, P_SUMEXP, L.dt, L.x, L.off, L.O, L.R, L.I, c, 0, &s);
+    free(c);
+    if (st) {
+      acc_free(&s);
+      goto done;
+    }
+    for (int64_t j = 0; j < N; j++) {
+      double m = a.a1[j];
+      a.a1[j] = isfinite(m) ? m + log(s.a1[j]) : m;
+    }
+    acc_free(&s);
+  }
+
+  out = vl_empty(pl.out_ndim, pl.out_shape, out_dt);
+  if (!out) goto done;
+  switch (op) {
+    case VL_MEAN: /* always float work */
+      for (int64_t j = 0; j < N; j++) a.a1[j] /= (double)R;
+      store_f(out, a.a1, N);
+      break;
+    case VL_ALL:
+    case VL_ANY: {
+      uint8_t *q = vl_data_ptr(out);
+      for (int64_t j = 0; j < N; j++) q[j] = op == VL_ALL ? a.ak[j] == R : a.ak[j] > 0;
+      break;
+    }
+    default:
+      if (ints)
+        store_i(out, a.ak, N);
+      else
+        store_f(out, a.a1, N);
+      break;
+  }
+done:
+  acc_free(&a);
+  vl_tensor_release(L.src);
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* var, std                                                            */
+/* ------------------------------------------------------------------ */
+
+static vl_tensor *var_impl(const char *name, const vl_tensor *t, int ndims, const int *dims, int64_t correction,
+                           bool keepdim, bool take_sqrt) {
+  if (check_tensor(name, t)) return NULL;
+  if (correction < 0) {
+    vl_error(VL_EARG, "%s: correction %lld must be >= 0 (1 = unbiased, 0 = population)", name,
+             (long long)correction);
+    return NULL;
+  }
+  rplan pl;
+  if (plan_dims(name, t, ndims, dims, keepdim, &pl)) return NULL;
+  vl_dtype out_dt = vl_dtype_is_float(t->dtype) ? t->dtype : VL_FLOAT32;
+  if (pl.R == 0 || pl.N == 0) return filled(&pl, out_dt, NAN);
+
+  rlayout L;
+  if (prepare(name, t, pl.mask, float_work(t->dtype), false, &L)) return NULL;
+  int64_t N = pl.N, R = pl.R;
+  vl_tensor *out = NULL;
+  acc m = {NULL, NULL, NULL}, d = {NULL, NULL, NULL};
+  if (acc_alloc(name, P_SUM, N, &m) || acc_alloc(name, P_SUMDEV, N, &d)) goto done;
+  if (run_pass(name, P_SUM, L.dt, L.x, L.off, L.O, L.R, L.I, NULL, 0, &m)) goto done;
+  for (int64_t j = 0; j < N; j++) m.a1[j] /= (double)R;
+  if (run_pass(name, P_SUMDEV, L.dt, L.x, L.off, L.O, L.R, L.I, m.a1, 0, &d)) goto done;
+  double dof = (double)VL_MAX(0, R - correction);
+  for (int64_t j = 0; j < N; j++) {
+    /* corrected two-pass: sum d^2 - (sum d)^2 / n removes the rounding
+       error of the mean */
+    double m2 = d.a2[j] - d.a1[j] * d.a1[j] / (double)R;
+    if (m2 < 0) m2 = 0;
+    double v = m2 / dof;
+    d.a1[j] = take_sqrt ? sqrt(v) : v;
+  }
+  out = vl_empty(pl.out_ndim, pl.out_shape, out_dt);
+  if (out) store_f(out, d.a1, N);
+done:
+  acc_free(&m);
+  acc_free(&d);
+  vl_tensor_release(L.src);
+  return out;
+}
+
+vl_tensor *vl_var(const vl_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
+  return var_impl("var", t, ndims, dims, correction, keepdim, false);
+}
+
+vl_tensor *vl_std(const vl_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
+  return var_impl("std", t, ndims, dims, correction, keepdim, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* norm                                                                */
+/* ------------------------------------------------------------------ */
+
+vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
+  const char *name = "norm";
+  if (check_tensor(name, t)) return NULL;
+  if (p != p) {
+    vl_error(VL_EARG, "norm: p must be a number (a real > 0, 0, or +-inf), got nan");
+    return NULL;
+  }
+  rplan pl;
+  if (plan_dims(name, t, ndims, dims, keepdim, &pl)) return NULL;
+  vl_dtype out_dt = vl_dtype_is_float(t->dtype) ? t->dtype : VL_FLOAT32;
+  if (pl.R == 0 || pl.N == 0) {
+    if (pl.R == 0 && isinf(p)) {
+      empty_error(name, p > 0 ? "maximum" : "minimum", t);
+      return NULL;
+    }
+    return filled(&pl, out_dt, 0);
+  }
+  int prim = p == 2 ? P_SUMSQ : p == 1 ? P_SUMABS : p == INFINITY ? P_MAXABS : p == -INFINITY ? P_MINABS
+           : p == 0 ? P_NNZ : P_SUMPOW;
+  rlayout L;
+  if (prepare(name, t, pl.mask, float_work(t->dtype), false, &L)) return NULL;
+  int64_t N = pl.N;
+  vl_tensor *out = NULL;
+  acc a;
+  if (acc_alloc(name, prim, N, &a)) goto done;
+  if (run_pass(name, prim, L.dt, L.x, L.off, L.O, L.R, L.I, NULL, p, &a)) goto done;
+  out = vl_empty(pl.out_ndim, pl.out_shape, out_dt);
+  if (!out) goto done;
+  if (prim == P_NNZ) {
+    for (int64_t j = 0; j < N; j++) vl_store(vl_data_ptr(out), j, out_dt, (double)a.ak[j]);
+  } else {
+    for (int64_t j = 0; j < N; j++) {
+      if (prim == P_SUMSQ)
+        a.a1[j] = sqrt(a.a1[j]);
+      else if (prim == P_SUMPOW)
+        a.a1[j] = pow(a.a1[j], 1.0 / p);
+    }
+    store_f(out, a.a1, N);
+  }
+done:
+  acc_free(&a);
+  vl_tensor_release(L.src);
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* max/min with indices, argmax/argmin                                 */
+/* ------------------------------------------------------------------ */
+
+VL_AI bool is_floatwork(vl_dtype dt) { return dt == VL_FLOAT32 || dt == VL_FLOAT64; }
+
+/* Is candidate (value v) better than the current best b? First
+   occurrence wins ties; the first NaN wins over everything. */
+VL_AI bool better_f(double v, double b, bool ismax) {
+  if (b != b) return false;
+  if (v != v) return true;
+  return ismax ? v > b : v < b;
+}
+
+/* Index (0-based, within the run) of the extreme of n elements. */
+VL_AI int64_t argext_row(const void *x, int64_t off, int64_t n, bool ismax, vl_dtype dt) {
+  int64_t bi = 0;
+  if (is_floatwork(dt)) {
+    /* the extreme first (vectorised), then its first position */
+    double e = dt == VL_FLOAT32 ? row_ext_f32((const float *)x + off, n, ismax)
+                                : row_ext_f64((const double *)x + off, n, ismax);
+    if (e != e) {
+      for (int64_t i = 0; i < n; i++)
+        if (ldf(x, off + i, dt) != ldf(x, off + i, dt)) return i;
+    } else {
+      for (int64_t i = 0; i < n; i++)
+        if (ldf(x, off + i, dt) == e) return i;
+    }
+    return 0;
+  } else {
+    int64_t b = ldi(x, off, dt);
+    for (int64_t i = 1; i < n; i++) {
+      int64_t v = ldi(x, off + i, dt);
+      if (ismax ? v > b : v < b) {
+        b = v;
+        bi = i;
+      }
+    }
+  }
+  return bi;
+}
+
+/* Indices of the extremes down nr rows (row r at off + r*ld) for ni
+   columns (ni <= VL_REDUCE_COLBLOCK). */
+VL_AI void argext_col(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool ismax, vl_dtype dt,
+                      int64_t *restrict idx) {
+  for (int64_t i = 0; i < ni; i++) idx[i] = 0;
+  if (is_floatwork(dt)) {
+    double b[VL_REDUCE_COLBLOCK];
+    for (int64_t i = 0; i < ni; i++) b[i] = ldf(x, off + i, dt);
+    for (int64_t r = 1; r < nr; r++) {
+      int64_t base = off + r * ld;
+      for (int64_t i = 0; i < ni; i++) {
+        double v = ldf(x, base + i, dt);
+        bool take = (ismax ? v > b[i] : v < b[i]) || (v != v && b[i] == b[i]);
+        b[i] = take ? v : b[i];
+        idx[i] = take ? r : idx[i];
+      }
+    }
+  } else {
+    int64_t b[VL_REDUCE_COLBLOCK];
+    for (int64_t i = 0; i < ni; i++) b[i] = ldi(x, off + i, dt);
+    for (int64_t r = 1; r < nr; r++) {
+      int64_t base = off + r * ld;
+      for (int64_t i = 0; i < ni; i++) {
+        int64_t v = ldi(x, base + i, dt);
+        bool take = ismax ? v > b[i] : v < b[i];
+        b[i] = take ? v : b[i];
+        idx[i] = take ? r : idx[i];
+      }
+    }
+  }
+}
+
+typedef int64_t (*argrow_fn)(const void *x, int64_t off, int64_t n, bool ismax);
+typedef void (*argcol_fn)(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool ismax, int64_t *idx);
+
+#define VL_DEF_ARG_KERNELS(SFX, DT)                                                                            \
+  static int64_t argrow_##SFX(const void *x, int64_t off, int64_t n, bool ismax) {                           \
+    return argext_row(x, off, n, ismax, DT);                                                                 \
+  }                                                                                                          \
+  static void argcol_##SFX(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool ismax,       \
+                           int64_t *idx) {                                                                   \
+    argext_col(x, off, nr, ni, ld, ismax, DT, idx);                                                          \
+  }
+VL_DEF_ARG_KERNELS(f32, VL_FLOAT32)
+VL_DEF_ARG_KERNELS(f64, VL_FLOAT64)
+VL_DEF_ARG_KERNELS(i64, VL_INT64)
+VL_DEF_ARG_KERNELS(i32, VL_INT32)
+VL_DEF_ARG_KERNELS(u8, VL_UINT8)
+VL_DEF_ARG_KERNELS(b8, VL_BOOL)
+
+static void pick_arg(vl_dtype dt, argrow_fn *rf, argcol_fn *cf) {
+  switch (dt) {
+    case VL_FLOAT64: *rf = argrow_f64; *cf = argcol_f64; break;
+    case VL_INT64: *rf = argrow_i64; *cf = argcol_i64; break;
+    case VL_INT32: *rf = argrow_i32; *cf = argcol_i32; break;
+    case VL_UINT8: *rf = argrow_u8; *cf = argcol_u8; break;
+    case VL_BOOL: *rf = argrow_b8; *cf = argcol_b8; break;
+    default: *rf = argrow_f32; *cf = argcol_f32; break;
+  }
+}
+
+/* Is element at position j better than the one at b (both absolute)? */
+static bool better_at(const void *x, int64_t j, int64_t b, bool ismax, vl_dtype dt) {
+  if (is_floatwork(dt)) return better_f(vl_load(x, j, dt), vl_load(x, b, dt), ismax);
+  int64_t v = ldi(x, j, dt), w = ldi(x, b, dt);
+  return ismax ? v > w : v < w;
+}
+
+static int argext_run(const char *op, const rlayout *L, bool ismax, int64_t *idx) {
+  argrow_fn rf;
+  argcol_fn cf;
+  pick_arg(L->dt, &rf, &cf);
+  int64_t O = L->O, R = L->R, I = L->I, off = L->off, total = O * R * I;
+  const void *x = L->x;
+  if (I == 1) {
+    int64_t C = R > VL_REDUCE_CHUNK ? (R + VL_REDUCE_CHUNK - 1) / VL_REDUCE_CHUNK : 1;
+    if (C == 1) {
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
+      for (int64_t o = 0; o < O; o++) idx[o] = rf(x, off + o * R, R, ismax);
+      return VL_OK;
+    }
+    int64_t T = O * C;
+    int64_t *part = malloc((size_t)T * sizeof(int64_t));
+    if (!part) return vl_error(VL_ENOMEM, "%s: out of memory for %lld partial results", op, (long long)T);
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
+    for (int64_t t = 0; t < T; t++) {
+      int64_t o = t / C, s = (t % C) * VL_REDUCE_CHUNK;
+      part[t] = s + rf(x, off + o * R + s, VL_MIN(VL_REDUCE_CHUNK, R - s), ismax);
+    }
+    for (int64_t o = 0; o < O; o++) {
+      int64_t best = part[o * C], base = off + o * R;
+      for (int64_t k = 1; k < C; k++)
+        if (better_at(x, base + part[o * C + k], base + best, ismax, L->dt)) best = part[o * C + k];
+      idx[o] = best;
+    }
+    free(part);
+    return VL_OK;
+  }
+  int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
+#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
+  for (int64_t t = 0; t < O * nb; t++) {
+    int64_t o = t / nb, i0 = (t % nb) * VL_REDUCE_COLBLOCK;
+    cf(x, off + o * R * I + i0, R, VL_MIN(VL_REDUCE_COLBLOCK, I - i0), I, ismax, idx + o * I + i0);
+  }
+  return VL_OK;
+}
+
+/* dim == VL_ALL_DIMS: over the flattened tensor. */
+static int argext_impl(const char *name, const vl_tensor *t, int dim, bool keepdim, bool ismax, vl_tensor **values,
+                       vl_tensor **indices) {
+  if (values) *values = NULL;
+  if (indices) *indices = NULL;
+  if (check_tensor(name, t)) return vl_last_status();
+  rplan pl;
+  if (dim == VL_ALL_DIMS) {
+    if (plan_dims(name, t, 0, NULL, keepdim, &pl)) return vl_last_status();
+  } else {
+    if (plan_dims(name, t, 1, &dim, keepdim, &pl)) return vl_last_status();
+  }
+  if (pl.R == 0) return empty_error(name, ismax ? "maximum" : "minimum", t);
+  vl_tensor *ind = vl_empty(pl.out_ndim, pl.out_shape, VL_INT64);
+  vl_tensor *val = values ? vl_empty(pl.out_ndim, pl.out_shape, t->dtype) : NULL;
+  if (!ind || (values && !val)) goto fail;
+  if (pl.N > 0) {
+    rlayout L;
+    if (prepare(name, t, pl.mask, native_work(t->dtype), dim == VL_ALL_DIMS, &L)) goto fail;
+    int64_t *idx = vl_data_ptr(ind);
+    if (argext_run(name, &L, ismax, idx)) {
+      vl_tensor_release(L.src);
+      goto fail;
+    }
+    if (val) {
+      char *vp = vl_data_ptr(val);
+      size_t es = vl_dtype_size(t->dtype);
+      int64_t R = L.R, I = L.I;
+      for (int64_t j = 0; j < pl.N; j++) {
+        int64_t o = j / I, i = j % I;
+        int64_t pos = L.off + (o * R + idx[j]) * I + i;
+        if (L.dt == t->dtype)
+          memcpy(vp + (size_t)j * es, (const char *)L.x + (size_t)pos * es, es);
+        else
+          vl_store(vp, j, t->dtype, vl_load(L.x, pos, L.dt));
+      }
+    }
+    vl_tensor_release(L.src);
+  }
+  if (values) *values = val;
+  if (indices)
+    *indices = ind;
+  else
+    vl_tensor_release(ind);
+  return VL_OK;
+fail:
+  vl_tensor_release(ind);
+  vl_tensor_release(val);
+  return vl_last_status() != VL_OK ? vl_last_status() : VL_ENOMEM;
+}
+
+static int check_outs(const char *name, vl_tensor **values, vl_tensor **indices) {
+  if (!values || !indices) return vl_error(VL_EARG, "%s: values and indices out-pointers must not be NULL", name);
+  return VL_OK;
+}
+
+int vl_max_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices) {
+  if (check_outs("max", values, indices)) return vl_last_status();
+  if (dim == VL_ALL_DIMS) return vl_error(VL_EARG, "max: a dim is required (use vl_argmax for the flattened tensor)");
+  return argext_impl("max", t, dim, keepdim, true, values, indices);
+}
+
+int vl_min_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices) {
+  if (check_outs("min", values, indices)) return vl_last_status();
+  if (dim == VL_ALL_DIMS) return vl_error(VL_EARG, "min: a dim is required (use vl_argmin for the flattened tensor)");
+  return argext_impl("min", t, dim, keepdim, false, values, indices);
+}
+
+vl_tensor *vl_argmax(const vl_tensor *t, int dim, bool keepdim) {
+  vl_tensor *ind = NULL;
+  if (argext_impl("argmax", t, dim, keepdim, true, NULL, &ind)) return NULL;
+  return ind;
+}
+
+vl_tensor *vl_argmin(const vl_tensor *t, int dim, bool keepdim) {
+  vl_tensor *ind = NULL;
+  if (argext_impl("argmin", t, dim, keepdim, false, NULL, &ind)) return NULL;
+  return ind;
+}
+
+/* ------------------------------------------------------------------ */
+/* softmax, log_softmax                                                */
+/* ------------------------------------------------------------------ */
+
+/* exp for float32, written to vectorise: x = n ln2 + r with |r| <= ln2/2,
+   exp(r) by Cephes' expf polynomial (relative error about 2e-7), 2^n put
+   together in the exponent bits. Results below exp(-86) (~4e-38, close to
+   the smallest normal float) flush to 0; above 88.72 give inf; NaN stays
+   NaN. Only softmax uses it, where such tiny terms do not count. */
+#define VL_FEXP_HI 88.7228390f
+#define VL_FEXP_LO (-86.0f)
+static inline float fast_expf(float x) {
+  float xc = x > VL_FEXP_HI ? VL_FEXP_HI : x;
+  xc = xc < VL_FEXP_LO ? VL_FEXP_LO : xc;
+  float t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+  float n = t - 12582912.0f;
+  float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+  float q = 1.9875691500e-4f;
+  q = q * r + 1.3981999507e-3f;
+  q = q * r + 8.3334519073e-3f;
+  q = q * r + 4.1665795894e-2f;
+  q = q * r + 1.6666665459e-1f;
+  q = q * r + 5.0000001201e-1f;
+  float e = q * r * r + r + 1.0f;
+  int32_t ti;
+  memcpy(&ti, &t, sizeof ti);
+  uint32_t bits = (uint32_t)(ti - 0x4B400000 + 126) << 23; /* 2^(n-1): n = 128 still fits */
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  float res = e * scale * 2.0f;
+  res = x < VL_FEXP_LO ? 0.0f : res;
+  res = x > VL_FEXP_HI ? INFINITY : res;
+  return res;
+}
+
+/* Exposed for the C tests only (not in vl.h). */
+float vl_reduce_fast_expf_(float x);
+float vl_reduce_fast_expf_(float x) { return fast_expf(x); }
+
+/* Max of a float32 run, NaNs ignored; eight lanes kept in registers
+   (an omp simd max reduction keeps its lanes in memory: slower). */
+static inline float row_max_f32(const float *restrict x, int64_t n) {
+  float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
+  float r = -INFINITY;
+  for (; i < n; i++) r = x[i] > r ? x[i] : r;
+  for (int k = 0; k < 8; k++) r = m[k] > r ? m[k] : r;
+  return r;
+}
+
+/* Rows of a contiguous float32 [O, R]: the hot case (attention, logits). */
+static void softmax_rows_f32(const float *restrict x, float *restrict y, int64_t O, int64_t R, bool logsm) {
+#pragma omp parallel for if (O * R > VL_PARALLEL_GRAIN) schedule(static)
+  for (int64_t o = 0; o < O; o++) {
+    const float *restrict xr = x + o * R;
+    float *restrict yr = y + o * R;
+    /* NaNs need no care here: any NaN makes the sum NaN, so the whole row
+       comes out NaN, as in PyTorch; a row of -inf gives -inf - -inf = NaN. */
+    float m = row_max_f32(xr, R);
+    if (m == -INFINITY || m == INFINITY) m = m - m; /* NaN: matches PyTorch for all -inf / +inf rows */
+    double s = 0;
+    if (logsm) {
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < R; j++) s += fast_expf(xr[j] - m);
+      float ls = (float)log(s);
+      VL_SIMD
+      for (int64_t j = 0; j < R; j++) yr[j] = (xr[j] - m) - ls;
+    } else {
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < R; j++) {
+        float e = fast_expf(xr[j] - m);
+        yr[j] = e;
+        s += e;
+      }
+      float inv = (float)(1.0 / s);
+      VL_SIMD
+      for (int64_t j = 0; j < R; j++) yr[j] *= inv;
+    }
+  }
+}
+
+VL_AI double exp_w(double v, vl_dtype dt) { return dt == VL_FLOAT32 ? (double)fast_expf((float)v) : exp(v); }
+
+VL_AI void stw(void *y, int64_t i, vl_dtype dt, double v) {
+  if (dt == VL_FLOAT32)
+    ((float *)y)[i] = (float)v;
+  else
+    ((double *)y)[i] = v;
+}
+
+VL_AI double ldw(const void *y, int64_t i, vl_dtype dt) {
+  return dt == VL_FLOAT32 ? ((const float *)y)[i] : ((const double *)y)[i];
+}
+
+/* Softmax of one (o, column block) task of [O, R, I], or of whole rows
+   (I == 1, ni == 1) for float64. y is contiguous [O, R, I]; x is read at
+   xoff + the same element index. */
+VL_AI void softmax_block(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
+                         int64_t I, bool logsm, vl_dtype dt) {
+  double m[VL_REDUCE_COLBLOCK], s[VL_REDUCE_COLBLOCK];
+  int64_t base = o * R * I + i0;
+  VL_SIMD
+  for (int64_t i = 0; i < ni; i++) {
+    m[i] = -INFINITY;
+    s[i] = 0;
+  }
+  for (int64_t r = 0; r < R; r++) {
+    VL_SIMD
+    for (int64_t i = 0; i < ni; i++) {
+      double v = ldw(x, xoff + base + r * I + i, dt);
+      m[i] = v > m[i] ? v : m[i];
+    }
+  }
+  VL_SIMD
+  for (int64_t i = 0; i < ni; i++)
+    if (m[i] == -INFINITY || m[i] == INFINITY) m[i] = m[i] - m[i]; /* NaN, as PyTorch */
+  for (int64_t r = 0; r < R; r++) {
+    VL_SIMD
+    for (int64_t i = 0; i < ni; i++) {
+      int64_t j = base + r * I + i;
+      double e = exp_w(ldw(x, xoff + j, dt) - m[i], dt);
+      if (!logsm) stw(y, j, dt, e);
+      s[i] += e;
+    }
+  }
+  if (logsm) {
+    for (int64_t i = 0; i < ni; i++) s[i] = log(s[i]);
+    for (int64_t r = 0; r < R; r++) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        int64_t j = base + r * I + i;
+        stw(y, j, dt, (ldw(x, xoff + j, dt) - m[i]) - s[i]);
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < ni; i++) s[i] = 1.0 / s[i];
+    for (int64_t r = 0; r < R; r++) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        int64_t j = base + r * I + i;
+        stw(y, j, dt, ldw(y, j, dt) * s[i]);
+      }
+    }
+  }
+}
+
+/* float32 version of softmax_block: float maxima and exps (fast_expf),
+   double sums. */
+static void softmax_block_f32(const void *xv, int64_t xoff, void *yv, int64_t o, int64_t i0, int64_t ni,
+                              int64_t R, int64_t I, bool logsm) {
+  const float *restrict x = (const float *)xv + xoff;
+  float *restrict y = yv;
+  float m[VL_REDUCE_COLBLOCK];
+  double s[VL_REDUCE_COLBLOCK];
+  int64_t base = o * R * I + i0;
+  for (int64_t i = 0; i < ni; i++) {
+    m[i] = -INFINITY;
+    s[i] = 0;
+  }
+  for (int64_t r = 0; r < R; r++) {
+    const float *xr = x + base + r * I;
+    VL_SIMD
+    for (int64_t i = 0; i < ni; i++) m[i] = xr[i] > m[i] ? xr[i] : m[i];
+  }
+  for (int64_t i = 0; i < ni; i++)
+    if (m[i] == -INFINITY || m[i] == INFINITY) m[i] = m[i] - m[i]; /* NaN, as PyTorch */
+  for (int64_t r = 0; r < R; r++) {
+    const float *xr = x + base + r * I;
+    float *yr = y + base + r * I;
+    if (logsm) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) s[i] += fast_expf(xr[i] - m[i]);
+    } else {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        float e = fast_expf(xr[i] - m[i]);
+        yr[i] = e;
+        s[i] += e;
+      }
+    }
+  }
+  float f[VL_REDUCE_COLBLOCK];
+  for (int64_t i = 0; i < ni; i++) f[i] = logsm ? (float)log(s[i]) : (float)(1.0 / s[i]);
+  for (int64_t r = 0; r < R; r++) {
+    const float *xr = x + base + r * I;
+    float *yr = y + base + r * I;
+    if (logsm) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) yr[i] = (xr[i] - m[i]) - f[i];
+    } else {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) yr[i] *= f[i];
+    }
+  }
+}
+static void softmax_block_f64(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
+                              int64_t I, bool logsm) {
+  softmax_block(x, xoff, y, o, i0, ni, R, I, logsm, VL_FLOAT64);
+}
+
+static vl_tensor *softmax_impl(const char *name, const vl_tensor *t, int dim, bool logsm) {
+  if (check_tensor(name, t)) return NULL;
+  if (t->dtype == VL_BOOL) {
+    vl_error(VL_EDTYPE, "%s: bool tensors are not accepted (expected a float or integer tensor)", name);
+    return NULL;
+  }
+  rplan pl;
+  if (plan_dims(name, t, 1, &dim, true, &pl)) return NULL;
+  vl_dtype out_dt = vl_dtype_is_float(t->dtype) ? t->dtype : VL_FLOAT32;
+  vl_dtype work = float_work(t->dtype);
+  if (vl_numel(t) == 0) return vl_empty(t->ndim, t->shape, out_dt);
+  rlayout L;
+  if (prepare(name, t, pl.mask, work, true, &L)) return NULL;
+  vl_tensor *y = vl_empty(t->ndim, t->shape, work);
+  if (!y) {
+    vl_tensor_release(L.src);
+    return NULL;
+  }
+  int64_t O = L.O, R = L.R, I = L.I;
+  void *yp = vl_data_ptr(y);
+  if (work == VL_FLOAT32 && I == 1) {
+    softmax_rows_f32((const float *)L.x + L.off, yp, O, R, logsm);
+  } else if (I == 1) {
+#pragma omp parallel for if (O * R > VL_PARALLEL_GRAIN) schedule(static)
+    for (int64_t o = 0; o < O; o++) softmax_block_f64(L.x, L.off, yp, o, 0, 1, R, 1, logsm);
+  } else {
+    int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
+#pragma omp parallel for if (O * R * I > VL_PARALLEL_GRAIN) schedule(static)
+    for (int64_t t2 = 0; t2 < O * nb; t2++) {
+      int64_t o = t2 / nb, i0 = (t2 % nb) * VL_REDUCE_COLBLOCK, ni = VL_MIN(VL_REDUCE_COLBLOCK, I - i0);
+      if (work == VL_FLOAT32)
+        softmax_block_f32(L.x, L.off, yp, o, i0, ni, R, I, logsm);
+      else
+        softmax_block_f64(L.x, L.off, yp, o, i0, ni, R, I, logsm);
+    }
+  }
+  vl_tensor_release(L.src);
+  if (out_dt != work) {
+    vl_tensor *z = vl_to_dtype(y, out_dt);
+    vl_tensor_release(y);
+    y = z;
+  }
+  return y;
+}
+
+vl_tensor *vl_softmax(const vl_tensor *t, int dim) { return softmax_impl("softmax", t, dim, false); }
+vl_tensor *vl_log_softmax(const vl_tensor *t, int dim) { return softmax_impl("log_softmax", t, dim, true); }
+
+/* ------------------------------------------------------------------ */
+/* cumsum                                                              */
+/* ------------------------------------------------------------------ */
+
+/* y: contiguous [O, R, I] of float32/float64 (float input) or int64
+   (integer input); one task per (o, column block). */
+VL_AI void cumsum_block(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
+                        int64_t I, vl_dtype dt) {
+  int64_t base = o * R * I + i0;
+  if (I == 1) { /* running sum along a row */
+    if (is_floatwork(dt)) {
+      double a = 0;
+      for (int64_t r = 0; r < R; r++) {
+        a += ldf(x, xoff + base + r, dt);
+        stw(y, base + r, dt, a);
+      }
+    } else {
+      int64_t a = 0, *yi = y;
+      for (int64_t r = 0; r < R; r++) {
+        a = wrap_add(a, ldi(x, xoff + base + r, dt));
+        yi[base + r] = a;
+      }
+    }
+    return;
+  }
+  if (is_floatwork(dt)) {
+    double a[VL_REDUCE_COLBLOCK];
+    for (int64_t i = 0; i < ni; i++) a[i] = 0;
+    for (int64_t r = 0; r < R; r++) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        int64_t j = base + r * I + i;
+        a[i] += ldf(x, xoff + j, dt);
+        stw(y, j, dt, a[i]);
+      }
+    }
+  } else {
+    int64_t a[VL_REDUCE_COLBLOCK];
+    int64_t *yi = y;
+    for (int64_t i = 0; i < ni; i++) a[i] = 0;
+    for (int64_t r = 0; r < R; r++) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        int64_t j = base + r * I + i;
+        a[i] = wrap_add(a[i], ldi(x, xoff + j, dt));
+        yi[j] = a[i];
+      }
+    }
+  }
+}
+
+typedef void (*cumsum_fn)(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
+                          int64_t I);
+#define VL_DEF_CUMSUM(SFX, DT)                                                                          \
+  static void cumsum_##SFX(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni,   \
+                           int64_t R, int64_t I) {                                                    \
+    cumsum_block(x, xoff, y, o, i0, ni, R, I, DT);                                                    \
+  }
+VL_DEF_CUMSUM(f32, VL_FLOAT32)
+VL_DEF_CUMSUM(f64, VL_FLOAT64)
+VL_DEF_CUMSUM(i64, VL_INT64)
+VL_DEF_CUMSUM(i32, VL_INT32)
+VL_DEF_CUMSUM(u8, VL_UINT8)
+VL_DEF_CUMSUM(b8, VL_BOOL)
+
+vl_tensor *vl_cumsum(const vl_tensor *t, int dim) {
+  const char *name = "cumsum";
+  if (check_tensor(name, t)) return NULL;
+  rplan pl;
+  if (plan_dims(name, t, 1, &dim, true, &pl)) return NULL;
+  bool isf = vl_dtype_is_float(t->dtype);
+  vl_dtype out_dt = isf ? t->dtype : VL_INT64;
+  vl_dtype work = native_work(t->dtype);
+  if (vl_numel(t) == 0) return vl_empty(t->ndim, t->shape, out_dt);
+  rlayout L;
+  if (prepare(name, t, pl.mask, work, true, &L)) return NULL;
+  vl_dtype ydt = isf ? work : VL_INT64;
+  vl_tensor *y = vl_empty(t->ndim, t->shape, ydt);
+  if (!y) {
+    vl_tensor_release(L.src);
+    return NULL;
+  }
+  cumsum_fn fn;
+  switch (L.dt) {
+    case VL_FLOAT64: fn = cumsum_f64; break;
+    case VL_INT64: fn = cumsum_i64; break;
+    case VL_INT32: fn = cumsum_i32; break;
+    case VL_UINT8: fn = cumsum_u8; break;
+    case VL_BOOL: fn = cumsum_b8; break;
+    default: fn = cumsum_f32; break;
+  }
+  int64_t O = L.O, R = L.R, I = L.I;
+  int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
+  void *yp = vl_data_ptr(y);
+#pragma omp parallel for if (O * R * I > VL_PARALLEL_GRAIN) schedule(static)
+  for (int64_t t2 = 0; t2 < O * nb; t2++) {
+    int64_t o = t2 / nb, i0 = (t2 % nb) * VL_REDUCE_COLBLOCK;
+    fn(L.x, L.off, yp, o, i0, VL_MIN(VL_REDUCE_COLBLOCK, I - i0), R, I);
+  }
+  vl_tensor_release(L.src);
+  if (out_dt != ydt) {
+    vl_tensor *z = vl_to_dtype(y, out_dt);
+    vl_tensor_release(y);
+    y = z;
+  }
+  return y;
+}
