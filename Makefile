@@ -109,7 +109,7 @@ install: all
 	install -m 644 $(BUILD)/libvlua.a $(DESTDIR)$(PREFIX)/lib/libvlua.a
 	install -m 755 $(BUILD)/libvlua.so $(DESTDIR)$(PREFIX)/lib/libvlua.so
 	install -m 755 $(BUILD)/vl.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/vl.so
-	install -m 644 $(BUILD)/vlua.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlua.pc
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/vlua.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlua.pc
 	install -m 644 ops/vl.h vm/vlua.h $(DESTDIR)$(PREFIX)/include/vlua/
 	cp -R stdlib/vl $(DESTDIR)$(PREFIX)/share/vlua/
 	install -m 644 man/vlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/
