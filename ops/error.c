@@ -23,7 +23,7 @@ int vl_error(vl_status code, const char *fmt, ...) {
 
 const char *vl_last_error(void) { return error_message; }
 
-vl_status vl_last_status(void) { return error_status; }
+int vl_last_status(void) { return (int)error_status; }
 
 void vl_clear_error(void) {
   error_message[0] = '\0';

@@ -16,6 +16,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "autograd.h"
 #include "vl_internal.h"
 
 /* ------------------------------------------------------------------ */
@@ -316,10 +317,109 @@ static vl_tensor *tensor_header(vl_storage *s, int64_t offset, int ndim, const i
   return t;
 }
 
+/* How a view was made, so that its backward can undo it. */
+typedef struct view_grad {
+  const char *name;
+  vl_backward_fn backward;
+  int64_t iarg[VL_NODE_MAX_ARGS];
+} view_grad;
+
 static vl_tensor *view_of(const vl_tensor *t, int64_t offset, int ndim, const int64_t *shape,
-                          const int64_t *stride) {
-  return tensor_header(t->storage, offset, ndim, shape, stride, t->dtype);
+                          const int64_t *stride, const view_grad *vg) {
+  vl_tensor *v = tensor_header(t->storage, offset, ndim, shape, stride, t->dtype);
+  if (v == NULL || vg == NULL || !vl_ag_needed(1, &t)) return v;
+  vl_node *n = vl_ag_node(vg->name, vg->backward, 1, &t);
+  if (n) memcpy(n->iarg, vg->iarg, sizeof n->iarg);
+  if (n == NULL || vl_ag_attach(v, n) != VL_OK) {
+    vl_ag_node_release(n);
+    vl_tensor_release(v);
+    return NULL;
+  }
+  return v;
 }
+
+/* Backward of the views. Each returns the input's gradient in gi[0]. */
+static int reshape_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  gi[0] = vl_ag_reduce_to(n, 0, vl_reshape(g, n->in_ndim[0], n->in_shape[0]));
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+static int transpose_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  gi[0] = vl_transpose(g, (int)n->iarg[0], (int)n->iarg[1]);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+static int permute_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int inverse[VL_MAX_DIMS];
+  for (int d = 0; d < g->ndim; d++) inverse[n->iarg[d]] = d;
+  gi[0] = vl_permute(g, inverse);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+static int expand_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  vl_tensor_retain((vl_tensor *)g);
+  gi[0] = vl_ag_reduce_to(n, 0, (vl_tensor *)g);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+/* narrow, select and slice: the gradient lands in the same view of zeros. */
+static int subview_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  vl_tensor *z = vl_zeros(n->in_ndim[0], n->in_shape[0], n->in_dtype[0]);
+  if (z == NULL) return vl_last_status();
+  int dim = (int)n->iarg[0];
+  vl_tensor *v = n->iarg[3] == 0 ? vl_select(z, dim, n->iarg[1]) : vl_slice(z, dim, n->iarg[1], n->iarg[2], n->iarg[3]);
+  int rc = v ? vl_copy_(v, g) : vl_last_status();
+  vl_tensor_release(v);
+  if (rc != VL_OK) {
+    vl_tensor_release(z);
+    return rc;
+  }
+  gi[0] = z;
+  return VL_OK;
+}
+
+/* unfold: windows may overlap, so each window's gradient is added. */
+static int unfold_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int dim = (int)n->iarg[0];
+  int64_t size = n->iarg[1], step = n->iarg[2];
+  int in_nd = n->in_ndim[0] ? n->in_ndim[0] : 1;
+  int64_t in_shape[VL_MAX_DIMS] = {1};
+  memcpy(in_shape, n->in_shape[0], sizeof in_shape);
+  if (n->in_ndim[0] == 0) in_shape[0] = 1;
+  vl_tensor *z = vl_zeros(in_nd, in_shape, n->in_dtype[0]);
+  if (z == NULL) return vl_last_status();
+  int rc = VL_OK;
+  /* g: input dims with dim = window count, plus a last dim of `size`;
+     move the window dim into place so each window lines up with a narrow */
+  int perm[VL_MAX_DIMS];
+  for (int d = 0; d < in_nd; d++) perm[d] = d == dim ? in_nd : d;
+  perm[in_nd] = dim;
+  for (int64_t w = 0; w < g->shape[dim] && rc == VL_OK; w++) {
+    vl_tensor *gw = vl_narrow(g, dim, w, 1);            /* [..., 1, ..., size] */
+    vl_tensor *gp = gw ? vl_permute(gw, perm) : NULL;   /* [..., size, ..., 1] */
+    vl_tensor *gs = gp ? vl_squeeze(gp, in_nd) : NULL;  /* [..., size, ...] */
+    vl_tensor *zw = vl_narrow(z, dim, w * step, size);
+    rc = gs && zw ? vl_binary_(VL_ADD, zw, gs) : vl_last_status();
+    vl_tensor_release(gw);
+    vl_tensor_release(gp);
+    vl_tensor_release(gs);
+    vl_tensor_release(zw);
+  }
+  if (rc == VL_OK && n->in_ndim[0] == 0) {
+    vl_tensor *r = vl_reshape(z, 0, NULL);
+    vl_tensor_release(z);
+    z = r;
+    rc = z ? VL_OK : vl_last_status();
+  }
+  if (rc != VL_OK) {
+    vl_tensor_release(z);
+    return rc;
+  }
+  gi[0] = z;
+  return VL_OK;
+}
+
+static const view_grad reshape_grad = {"view", reshape_backward, {0}};
 
 vl_tensor *vl_empty(int ndim, const int64_t *shape, vl_dtype dt) {
   size_t nbytes;
@@ -431,13 +531,9 @@ void vl_tensor_retain(vl_tensor *t) {
   if (t) __atomic_add_fetch(&t->refcount, 1, __ATOMIC_RELAXED);
 }
 
-/* Autograd (ops/autograd.c) frees its per-tensor state through this hook
-   so that this file does not depend on it. */
-void (*vl_grad_meta_free)(struct vl_grad_meta *) = NULL;
-
 void vl_tensor_release(vl_tensor *t) {
   if (t == NULL || __atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
-  if (t->grad_meta && vl_grad_meta_free) vl_grad_meta_free(t->grad_meta);
+  if (t->grad_meta) vl_grad_meta_free(t->grad_meta);
   vl_storage_release(t->storage);
   free(t);
 }
@@ -593,13 +689,13 @@ vl_tensor *vl_view(const vl_tensor *t, int ndim, const int64_t *shape) {
              vl_shape_str(ndim, s, a), vl_shape_str(t->ndim, t->shape, b));
     return NULL;
   }
-  return view_of(t, t->offset, ndim, s, st);
+  return view_of(t, t->offset, ndim, s, st, &reshape_grad);
 }
 
 vl_tensor *vl_reshape(const vl_tensor *t, int ndim, const int64_t *shape) {
   int64_t s[VL_MAX_DIMS], st[VL_MAX_DIMS];
   if (infer_shape("reshape", t, ndim, shape, s) != VL_OK) return NULL;
-  if (view_strides(t, ndim, s, st)) return view_of(t, t->offset, ndim, s, st);
+  if (view_strides(t, ndim, s, st)) return view_of(t, t->offset, ndim, s, st, &reshape_grad);
   vl_tensor *c = vl_clone(t);
   if (c == NULL) return NULL;
   vl_tensor *v = vl_view(c, ndim, s);
@@ -609,7 +705,8 @@ vl_tensor *vl_reshape(const vl_tensor *t, int ndim, const int64_t *shape) {
 
 vl_tensor *vl_transpose(const vl_tensor *t, int d0, int d1) {
   if (vl_wrap_dim("transpose", d0, t->ndim, &d0) || vl_wrap_dim("transpose", d1, t->ndim, &d1)) return NULL;
-  if (t->ndim == 0) return view_of(t, t->offset, 0, NULL, NULL);
+  view_grad vg = {"transpose", transpose_backward, {d0, d1}};
+  if (t->ndim == 0) return view_of(t, t->offset, 0, NULL, NULL, &reshape_grad);
   int64_t shape[VL_MAX_DIMS], stride[VL_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
   memcpy(stride, t->stride, sizeof stride);
@@ -617,11 +714,12 @@ vl_tensor *vl_transpose(const vl_tensor *t, int d0, int d1) {
   shape[d1] = t->shape[d0];
   stride[d0] = t->stride[d1];
   stride[d1] = t->stride[d0];
-  return view_of(t, t->offset, t->ndim, shape, stride);
+  return view_of(t, t->offset, t->ndim, shape, stride, &vg);
 }
 
 vl_tensor *vl_permute(const vl_tensor *t, const int *dims) {
   int64_t shape[VL_MAX_DIMS], stride[VL_MAX_DIMS];
+  view_grad vg = {"permute", permute_backward, {0}};
   bool seen[VL_MAX_DIMS] = {false};
   for (int d = 0; d < t->ndim; d++) {
     int k;
@@ -630,8 +728,9 @@ vl_tensor *vl_permute(const vl_tensor *t, const int *dims) {
     seen[k] = true;
     shape[d] = t->shape[k];
     stride[d] = t->stride[k];
+    vg.iarg[d] = k;
   }
-  return view_of(t, t->offset, t->ndim, shape, stride);
+  return view_of(t, t->offset, t->ndim, shape, stride, &vg);
 }
 
 vl_tensor *vl_narrow(const vl_tensor *t, int dim, int64_t start, int64_t length) {
@@ -646,7 +745,8 @@ vl_tensor *vl_narrow(const vl_tensor *t, int dim, int64_t start, int64_t length)
   int64_t shape[VL_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
   shape[dim] = length;
-  return view_of(t, t->offset + start * t->stride[dim], t->ndim, shape, t->stride);
+  view_grad vg = {"narrow", subview_backward, {dim, start, start + length, 1}};
+  return view_of(t, t->offset + start * t->stride[dim], t->ndim, shape, t->stride, &vg);
 }
 
 vl_tensor *vl_select(const vl_tensor *t, int dim, int64_t index) {
@@ -665,7 +765,8 @@ vl_tensor *vl_select(const vl_tensor *t, int dim, int64_t index) {
     shape[k] = t->shape[d];
     stride[k++] = t->stride[d];
   }
-  return view_of(t, t->offset + index * t->stride[dim], t->ndim - 1, shape, stride);
+  view_grad vg = {"select", subview_backward, {dim, index, 0, 0}};
+  return view_of(t, t->offset + index * t->stride[dim], t->ndim - 1, shape, stride, &vg);
 }
 
 vl_tensor *vl_slice(const vl_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
@@ -683,7 +784,8 @@ vl_tensor *vl_slice(const vl_tensor *t, int dim, int64_t start, int64_t end, int
   memcpy(stride, t->stride, sizeof stride);
   shape[dim] = (end - start + step - 1) / step;
   stride[dim] = t->stride[dim] * step;
-  return view_of(t, t->offset + start * t->stride[dim], t->ndim, shape, stride);
+  view_grad vg = {"slice", subview_backward, {dim, start, end, step}};
+  return view_of(t, t->offset + start * t->stride[dim], t->ndim, shape, stride, &vg);
 }
 
 vl_tensor *vl_expand(const vl_tensor *t, int ndim, const int64_t *shape) {
@@ -721,7 +823,8 @@ vl_tensor *vl_expand(const vl_tensor *t, int ndim, const int64_t *shape) {
              NULL;
     }
   }
-  return view_of(t, t->offset, ndim, out, stride);
+  static const view_grad vg = {"expand", expand_backward, {0}};
+  return view_of(t, t->offset, ndim, out, stride, &vg);
 }
 
 vl_tensor *vl_unfold(const vl_tensor *t, int dim, int64_t size, int64_t step) {
@@ -743,7 +846,8 @@ vl_tensor *vl_unfold(const vl_tensor *t, int dim, int64_t size, int64_t step) {
   stride[d0] = st * step;
   shape[nd] = size;
   stride[nd] = st;
-  return view_of(t, t->offset, nd + 1, shape, stride);
+  view_grad vg = {"unfold", unfold_backward, {d0, size, step}};
+  return view_of(t, t->offset, nd + 1, shape, stride, &vg);
 }
 
 vl_tensor *vl_squeeze(const vl_tensor *t, int dim) {
@@ -756,7 +860,7 @@ vl_tensor *vl_squeeze(const vl_tensor *t, int dim) {
     shape[k] = t->shape[d];
     stride[k++] = t->stride[d];
   }
-  return view_of(t, t->offset, k, shape, stride);
+  return view_of(t, t->offset, k, shape, stride, &reshape_grad);
 }
 
 vl_tensor *vl_unsqueeze(const vl_tensor *t, int dim) {
@@ -775,7 +879,7 @@ vl_tensor *vl_unsqueeze(const vl_tensor *t, int dim) {
       stride[k++] = t->stride[d];
     }
   }
-  return view_of(t, t->offset, t->ndim + 1, shape, stride);
+  return view_of(t, t->offset, t->ndim + 1, shape, stride, &reshape_grad);
 }
 
 vl_tensor *vl_flatten(const vl_tensor *t, int start_dim, int end_dim) {
@@ -876,7 +980,9 @@ static void copy_convert(vl_tensor *dst, const vl_tensor *src, const int64_t *ss
   }
 }
 
-int vl_copy_(vl_tensor *dst, const vl_tensor *src) {
+/* The copy itself: no autograd checks (clone, to_dtype and backward
+   functions use it on fresh tensors). */
+static int copy_into(vl_tensor *dst, const vl_tensor *src) {
   char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
   if (src->ndim > dst->ndim)
     return vl_error(VL_ESHAPE, "copy_: source shape %s does not broadcast to destination shape %s",
@@ -891,9 +997,9 @@ int vl_copy_(vl_tensor *dst, const vl_tensor *src) {
   vl_broadcast_strides(src, dst->ndim, dst->shape, sstride);
   /* Overlapping source and destination: copy through a temporary. */
   if (dst->storage == src->storage) {
-    vl_tensor *tmp = vl_clone(src);
-    if (tmp == NULL) return vl_last_status();
-    int rc = vl_copy_(dst, tmp);
+    vl_tensor *tmp = vl_empty(src->ndim, src->shape, src->dtype);
+    int rc = tmp ? copy_into(tmp, src) : vl_last_status();
+    if (rc == VL_OK) rc = copy_into(dst, tmp);
     vl_tensor_release(tmp);
     return rc;
   }
@@ -919,14 +1025,44 @@ int vl_copy_(vl_tensor *dst, const vl_tensor *src) {
   return VL_OK;
 }
 
-vl_tensor *vl_clone(const vl_tensor *t) {
-  vl_tensor *c = vl_empty(t->ndim, t->shape, t->dtype);
-  if (c && vl_copy_(c, t) != VL_OK) {
+int vl_copy_(vl_tensor *dst, const vl_tensor *src) {
+  if (vl_ag_check_inplace("copy_", dst) != VL_OK) return vl_last_status();
+  if (vl_ag_needed(1, &src))
+    return vl_error(VL_ESTATE, "copy_: copying a tensor that requires grad into another tensor is not "
+                               "differentiable; build the result with ops (cat, where, ...) or copy inside vl.no_grad");
+  int rc = copy_into(dst, src);
+  if (rc == VL_OK) vl_bump_version(dst);
+  return rc;
+}
+
+/* clone and dtype conversion pass the gradient straight through (the
+   conversion back to the input's dtype is vl_ag_reduce_to's). */
+static int identity_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  vl_tensor_retain((vl_tensor *)g);
+  gi[0] = vl_ag_reduce_to(n, 0, (vl_tensor *)g);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+/* A copy of t in dtype dt that records `name` when t needs a gradient. */
+static vl_tensor *copy_as(const char *name, const vl_tensor *t, vl_dtype dt) {
+  vl_tensor *c = vl_empty(t->ndim, t->shape, dt);
+  if (c == NULL) return NULL;
+  if (copy_into(c, t) != VL_OK) {
     vl_tensor_release(c);
     return NULL;
   }
+  if (vl_dtype_is_float(dt) && vl_ag_needed(1, &t)) {
+    vl_node *n = vl_ag_node(name, identity_backward, 1, &t);
+    if (n == NULL || vl_ag_attach(c, n) != VL_OK) {
+      vl_ag_node_release(n);
+      vl_tensor_release(c);
+      return NULL;
+    }
+  }
   return c;
 }
+
+vl_tensor *vl_clone(const vl_tensor *t) { return copy_as("clone", t, t->dtype); }
 
 vl_tensor *vl_contiguous(const vl_tensor *t) {
   if (vl_is_contiguous(t)) {
@@ -942,15 +1078,12 @@ vl_tensor *vl_to_dtype(const vl_tensor *t, vl_dtype dt) {
     vl_tensor_retain((vl_tensor *)t);
     return (vl_tensor *)t;
   }
-  vl_tensor *c = vl_empty(t->ndim, t->shape, dt);
-  if (c && vl_copy_(c, t) != VL_OK) {
-    vl_tensor_release(c);
-    return NULL;
-  }
-  return c;
+  return copy_as("to", t, dt);
 }
 
 int vl_fill_(vl_tensor *t, double value) {
+  if (vl_ag_check_inplace("fill_", t) != VL_OK) return vl_last_status();
+  vl_bump_version(t);
   /* Build one element of the right dtype, then copy it by its bytes. */
   uint64_t bits = 0;
   vl_store(&bits, 0, t->dtype, value);

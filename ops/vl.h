@@ -52,7 +52,7 @@ int vl_error(vl_status code, const char *fmt, ...)
 #endif
     ;
 const char *vl_last_error(void);  /* "" when none */
-vl_status vl_last_status(void);
+int vl_last_status(void);        /* a vl_status value */
 void vl_clear_error(void);
 
 /* ------------------------------------------------------------------ */
@@ -106,6 +106,7 @@ typedef struct vl_storage {
   void *data;
   size_t nbytes;
   long refcount;          /* updated atomically */
+  long version;           /* bumped by in-place writes (autograd checks it) */
   vl_storage_kind kind;
   vl_release_fn release;  /* VL_STORAGE_EXTERNAL only (may be NULL: not freed) */
   void *release_ctx;
@@ -356,5 +357,27 @@ vl_tensor *vl_randperm(int64_t n, vl_dtype dt);
 int vl_uniform_(vl_tensor *t, double lo, double hi);
 int vl_normal_(vl_tensor *t, double mean, double std);
 int vl_bernoulli_(vl_tensor *t, double p);
+
+/* ------------------------------------------------------------------ */
+/* Autograd (ops/autograd.c)                                           */
+/* ------------------------------------------------------------------ */
+
+/* Reverse mode, op level: an op whose input requires grad records a node
+   (its saved tensors and backward) on its output while recording is on. */
+void vl_set_grad_enabled(bool on);  /* per thread; on by default */
+bool vl_is_grad_enabled(void);
+/* Only leaves (tensors no recorded op produced) of a float dtype. */
+int vl_set_requires_grad(vl_tensor *t, bool on);
+bool vl_requires_grad(const vl_tensor *t);
+bool vl_is_leaf(const vl_tensor *t);
+const char *vl_grad_fn_name(const vl_tensor *t);     /* NULL for leaves */
+vl_tensor *vl_get_grad(const vl_tensor *t);          /* new reference, or NULL (no error) */
+int vl_set_grad(vl_tensor *t, const vl_tensor *g);   /* g NULL clears; shape must match */
+vl_tensor *vl_detach(const vl_tensor *t);            /* same storage, out of the graph */
+/* Backpropagate from t: `grad` is dL/dt (NULL allowed when t has one
+   element: 1). Gradients accumulate into the leaves' grad. Unless
+   retain_graph, the graph's saved tensors are freed on the way: a second
+   backward through it is an error. */
+int vl_backward(vl_tensor *t, const vl_tensor *grad, bool retain_graph);
 
 #endif /* VL_H */
