@@ -88,5 +88,6 @@ void vlua_open_reduce(lua_State *L);
 void vlua_open_linalg(lua_State *L);
 void vlua_open_index(lua_State *L);
 void vlua_open_random(lua_State *L);
+void vlua_open_autograd(lua_State *L);
 
 #endif /* VLUA_BIND_H */

@@ -683,7 +683,15 @@ static int l_newindex(lua_State *L) {
       return luaL_error(L, "index: cannot index a tensor with a %s", luaL_typename(L, 2));
     }
     case LUA_TSTRING:
-      return luaL_error(L, "tensor: cannot set field '%s' (tensors have no assignable fields)", lua_tostring(L, 2));
+      /* setters added by other subsystems (e.g. x.grad = g) */
+      lua_getfield(L, LUA_REGISTRYINDEX, "vl.setters");
+      if (lua_istable(L, -1) && lua_getfield(L, -1, lua_tostring(L, 2)) == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, 3);
+        lua_call(L, 2, 0);
+        return 0;
+      }
+      return luaL_error(L, "tensor: cannot set field '%s' (only grad can be assigned)", lua_tostring(L, 2));
     default:
       return luaL_error(L, "index: cannot index a tensor with a %s", luaL_typename(L, 2));
   }

@@ -77,6 +77,7 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_linalg(L);
   vlua_open_index(L);
   vlua_open_random(L);
+  vlua_open_autograd(L);
 
   lua_pushliteral(L, VL_VERSION);
   lua_setfield(L, -2, "version");
