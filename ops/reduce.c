@@ -1,7 +1,8 @@
 /*
 ** reduce.c — reductions (ops/vl.h "Reductions"): sum, mean, prod, amax,
 ** amin, all, any, logsumexp over any set of dims; var/std; vector norms;
-** max/min with indices; argmax/argmin; softmax/log_softmax; cumsum.
+** max/min with indices; argmax/argmin. softmax/log_softmax and cumsum,
+** which keep the shape, are in softmax.c; both share reduce_internal.h.
 **
 ** Every reduction is brought to one of two shapes of work on a dense
 ** buffer, [O, R, I] (O outer outputs, R reduced elements, I inner
@@ -10,8 +11,12 @@
 **     over everything); long rows are cut in VL_REDUCE_CHUNK pieces whose
 **     partial results are merged, so one long row still uses every thread;
 **   - I > 1: a leading/middle reduced dim; each task keeps accumulators
-**     for a block of VL_REDUCE_COLBLOCK outputs and adds whole rows into
-**     them (contiguous, vectorised across the inner dim).
+**     for a block of up to VL_REDUCE_COLBLOCK outputs (narrower when there
+**     are few outputs, see vl__reduce_colblock) and adds whole rows into
+**     them (contiguous, vectorised across the inner dim), a few rows at a
+**     time for sum/max/min so the accumulators stay in registers; only
+**     when even narrow blocks give too few tasks is the reduced dim split
+**     too, in pieces whose partial results are merged.
 ** A tensor that is a dense permutation (contiguous, transposed, permuted)
 ** is read in place; anything else (narrowed, expanded, ...) is first
 ** copied by vl_contiguous. float16/bfloat16 are computed in float32.
@@ -20,69 +25,30 @@
 **
 ** Accumulation: floating sums in double (so 16M float32 values sum to
 ** within a few ulps); integer sums/products in int64, wrapping like
-** PyTorch; var/std by the corrected two-pass method; logsumexp and
-** softmax subtract the max first.
+** PyTorch; var/std by the corrected two-pass method; logsumexp
+** subtracts the max first.
 */
-#include <float.h>
-#include <stdlib.h>
-
-#include "vl_internal.h"
-
 /* The kernels below never rely on floating-point exceptions; telling GCC
    so lets it turn the selects in max/min/clamp loops into vector code
-   (with trapping math it keeps them as branches and does not vectorise). */
+   (with trapping math it keeps them as branches and does not vectorise).
+   Before the includes, so that the inline helpers of the headers get it
+   too. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 
+#include <float.h>
+#include <stdlib.h>
+
+#include "reduce_internal.h"
+
 /* Tuning constants, named. */
 #define VL_REDUCE_CHUNK 16384    /* elements of a row one task reduces; longer rows are split */
-#define VL_REDUCE_COLBLOCK 1024   /* outputs one task accumulates when an inner dim is kept */
-#define VL_REDUCE_MIN_TASKS 16   /* fewer (outer, block) tasks than this: split the reduced dim too */
 #define VL_REDUCE_MAX_RSPLIT 64  /* most pieces a reduced dim is split into in that case */
 #define VL_REDUCE_MIN_RPIECE 64  /* fewest reduced rows in one such piece */
 
-#define VL_AI static inline __attribute__((always_inline))
-/* Vectorise this loop (at -O2 GCC only vectorises loops it is told to). */
-#define VL_SIMD _Pragma("omp simd")
-
-/* ------------------------------------------------------------------ */
-/* Element loads (dt is a constant after inlining)                     */
-/* ------------------------------------------------------------------ */
-
-VL_AI double ldf(const void *x, int64_t i, vl_dtype dt) {
-  switch (dt) {
-    case VL_FLOAT32: return ((const float *)x)[i];
-    case VL_FLOAT64: return ((const double *)x)[i];
-    case VL_INT64: return (double)((const int64_t *)x)[i];
-    case VL_INT32: return ((const int32_t *)x)[i];
-    case VL_UINT8: return ((const uint8_t *)x)[i];
-    case VL_BOOL: return ((const uint8_t *)x)[i] != 0;
-    default: return 0;
-  }
-}
-
-VL_AI int64_t ldi(const void *x, int64_t i, vl_dtype dt) {
-  switch (dt) {
-    case VL_INT64: return ((const int64_t *)x)[i];
-    case VL_INT32: return ((const int32_t *)x)[i];
-    case VL_UINT8: return ((const uint8_t *)x)[i];
-    case VL_BOOL: return ((const uint8_t *)x)[i] != 0;
-    default: return 0; /* float types never take the integer path */
-  }
-}
-
 static bool is_intlike(vl_dtype dt) {
   return dt == VL_INT64 || dt == VL_INT32 || dt == VL_UINT8 || dt == VL_BOOL;
-}
-
-/* The dtype float work is done in: float64 stays, other floats and all
-   integers go to float32. */
-static vl_dtype float_work(vl_dtype dt) { return dt == VL_FLOAT64 ? VL_FLOAT64 : VL_FLOAT32; }
-
-/* The dtype a kernel reads: float16/bfloat16 are widened to float32. */
-static vl_dtype native_work(vl_dtype dt) {
-  return (dt == VL_FLOAT16 || dt == VL_BFLOAT16) ? VL_FLOAT32 : dt;
 }
 
 /* ------------------------------------------------------------------ */
@@ -112,29 +78,13 @@ enum {
 
 static bool prim_uses_ak(int prim) { return prim >= P_NNZ; }
 
-VL_AI int64_t wrap_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
 VL_AI int64_t wrap_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
 
-/* Max (ismax) or min of a float32 run; NaN wins. Eight lanes, NaN-sticky,
-   kept in registers so the loop vectorises. */
+/* One step of a NaN-sticky max (ismax) or min: NaN wins. */
 #define VL_EXT_STEP(v, m, ismax) ((((ismax) ? (v) > (m) : (v) < (m)) || (v) != (v)) ? (v) : (m))
-VL_AI float row_ext_f32(const float *restrict x, int64_t n, bool ismax) {
-  float init = ismax ? -INFINITY : INFINITY;
-  float m[8] = {init, init, init, init, init, init, init, init};
-  int64_t i = 0;
-  if (ismax) {
-    for (; i + 8 <= n; i += 8)
-      for (int k = 0; k < 8; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], true);
-  } else {
-    for (; i + 8 <= n; i += 8)
-      for (int k = 0; k < 8; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], false);
-  }
-  float r = init;
-  for (; i < n; i++) r = VL_EXT_STEP(x[i], r, ismax);
-  for (int k = 0; k < 8; k++) r = VL_EXT_STEP(m[k], r, ismax);
-  return r;
-}
 
+/* Max or min of a float64 run, NaN wins (float32: row_ext_f32 in
+   reduce_internal.h). */
 VL_AI double row_ext_f64(const double *restrict x, int64_t n, bool ismax) {
   double init = ismax ? -INFINITY : INFINITY;
   double m[4] = {init, init, init, init};
@@ -345,6 +295,75 @@ VL_AI void row_kernel(int prim, const void *x, int64_t off, int64_t n, double c,
   }
 }
 
+/* Rows a column kernel takes at once (sum, max, min): the accumulators are
+   loaded and stored once per group and stay in registers in between. Each
+   output still sees its rows in order, so the results are those of one row
+   at a time. */
+#define VL_REDUCE_ROWGROUP 4
+
+/* Sum (squares: of squares) of nr rows of ni elements into a (zeroed):
+   VL_REDUCE_ROWGROUP rows at a time. */
+VL_AI void col_sum(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool squares,
+                   double *restrict a, vl_dtype dt) {
+#define VL_SQ(v) (squares ? (v) * (v) : (v))
+  int64_t r = 0;
+  for (; r + VL_REDUCE_ROWGROUP <= nr; r += VL_REDUCE_ROWGROUP) {
+    int64_t b0 = off + r * ld, b1 = b0 + ld, b2 = b1 + ld, b3 = b2 + ld;
+    VL_SIMD
+    for (int64_t i = 0; i < ni; i++) {
+      double v0 = ldf(x, b0 + i, dt), v1 = ldf(x, b1 + i, dt), v2 = ldf(x, b2 + i, dt), v3 = ldf(x, b3 + i, dt);
+      a[i] = (((a[i] + VL_SQ(v0)) + VL_SQ(v1)) + VL_SQ(v2)) + VL_SQ(v3);
+    }
+  }
+  for (; r < nr; r++) {
+    int64_t b = off + r * ld;
+    VL_SIMD
+    for (int64_t i = 0; i < ni; i++) {
+      double v = ldf(x, b + i, dt);
+      a[i] += VL_SQ(v);
+    }
+  }
+#undef VL_SQ
+}
+
+/* Max (ismax) or min of nr rows of ni float32 elements, NaN wins, into a:
+   float accumulators (exact; four lanes to a 16-byte vector where double
+   would give two), VL_REDUCE_ROWGROUP rows at a time. */
+VL_AI void col_ext_f32(const float *restrict x, int64_t nr, int64_t ni, int64_t ld, bool ismax, double *restrict a) {
+  float m[VL_REDUCE_COLBLOCK];
+  float init = ismax ? -INFINITY : INFINITY;
+  for (int64_t i = 0; i < ni; i++) m[i] = init;
+  int64_t r = 0;
+  for (; r + VL_REDUCE_ROWGROUP <= nr; r += VL_REDUCE_ROWGROUP) {
+    const float *x0 = x + r * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
+    if (ismax) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        float e = m[i];
+        e = VL_EXT_STEP(x0[i], e, true);
+        e = VL_EXT_STEP(x1[i], e, true);
+        e = VL_EXT_STEP(x2[i], e, true);
+        m[i] = VL_EXT_STEP(x3[i], e, true);
+      }
+    } else {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        float e = m[i];
+        e = VL_EXT_STEP(x0[i], e, false);
+        e = VL_EXT_STEP(x1[i], e, false);
+        e = VL_EXT_STEP(x2[i], e, false);
+        m[i] = VL_EXT_STEP(x3[i], e, false);
+      }
+    }
+  }
+  for (; r < nr; r++) {
+    const float *xr = x + r * ld;
+    VL_SIMD
+    for (int64_t i = 0; i < ni; i++) m[i] = VL_EXT_STEP(xr[i], m[i], ismax);
+  }
+  for (int64_t i = 0; i < ni; i++) a[i] = m[i];
+}
+
 /* Reduce nr rows of ni contiguous elements (row r starts at off + r*ld)
    into ni accumulators. c holds ni per-output constants (P_SUMDEV,
    P_SUMEXP). */
@@ -368,13 +387,20 @@ VL_AI void col_kernel(int prim, const void *x, int64_t off, int64_t nr, int64_t 
     case P_IMIN: for (int64_t i = 0; i < ni; i++) ak[i] = INT64_MAX; break;
     default: for (int64_t i = 0; i < ni; i++) a1[i] = 0; break;
   }
+  if (prim == P_SUM || prim == P_SUMSQ) { /* two calls: `squares` a constant in each */
+    if (prim == P_SUM)
+      col_sum(x, off, nr, ni, ld, false, a1, dt);
+    else
+      col_sum(x, off, nr, ni, ld, true, a1, dt);
+    return;
+  }
+  if (dt == VL_FLOAT32 && (prim == P_MAX || prim == P_MIN)) {
+    col_ext_f32((const float *)x + off, nr, ni, ld, prim == P_MAX, a1);
+    return;
+  }
   for (int64_t r = 0; r < nr; r++) {
     int64_t b = off + r * ld;
     switch (prim) {
-      case P_SUM:
-        VL_SIMD
-        for (int64_t i = 0; i < ni; i++) a1[i] += ldf(x, b + i, dt);
-        break;
       case P_PROD:
         VL_SIMD
         for (int64_t i = 0; i < ni; i++) a1[i] *= ldf(x, b + i, dt);
@@ -408,13 +434,6 @@ VL_AI void col_kernel(int prim, const void *x, int64_t off, int64_t nr, int64_t 
       case P_SUMABS:
         VL_SIMD
         for (int64_t i = 0; i < ni; i++) a1[i] += fabs(ldf(x, b + i, dt));
-        break;
-      case P_SUMSQ:
-        VL_SIMD
-        for (int64_t i = 0; i < ni; i++) {
-          double v = ldf(x, b + i, dt);
-          a1[i] += v * v;
-        }
         break;
       case P_SUMPOW:
         VL_SIMD
@@ -470,21 +489,33 @@ typedef void (*row_fn)(int prim, const void *x, int64_t off, int64_t n, double c
 typedef void (*col_fn)(int prim, const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld,
                        const double *c, double p, double *a1, double *a2, int64_t *ak);
 
-#define VL_DEF_PASS_KERNELS(SFX, DT)                                                                  \
+/* The float column kernels convert and add (or compare) every element and
+   are bound by the ALU with SSE2 alone: they are also compiled for
+   AVX-512 and AVX2 and picked at load time (GNU ifunc). Same results in
+   every version: the vector code keeps each output's order of additions,
+   and ISO C mode (-std=c11) fuses no multiply-adds. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VL_CLONES
+#endif
+
+#define VL_DEF_PASS_KERNELS(SFX, DT, COLATTR)                                                         \
   static void row_##SFX(int prim, const void *x, int64_t off, int64_t n, double c, double p,       \
                         double *o1, double *o2, int64_t *ok) {                                       \
     row_kernel(prim, x, off, n, c, p, o1, o2, ok, DT);                                               \
   }                                                                                                  \
-  static void col_##SFX(int prim, const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld,  \
-                        const double *c, double p, double *a1, double *a2, int64_t *ak) {            \
+  COLATTR static void col_##SFX(int prim, const void *x, int64_t off, int64_t nr, int64_t ni,      \
+                                int64_t ld, const double *c, double p, double *a1, double *a2,     \
+                                int64_t *ak) {                                                       \
     col_kernel(prim, x, off, nr, ni, ld, c, p, a1, a2, ak, DT);                                      \
   }
-VL_DEF_PASS_KERNELS(f32, VL_FLOAT32)
-VL_DEF_PASS_KERNELS(f64, VL_FLOAT64)
-VL_DEF_PASS_KERNELS(i64, VL_INT64)
-VL_DEF_PASS_KERNELS(i32, VL_INT32)
-VL_DEF_PASS_KERNELS(u8, VL_UINT8)
-VL_DEF_PASS_KERNELS(b8, VL_BOOL)
+VL_DEF_PASS_KERNELS(f32, VL_FLOAT32, VL_CLONES)
+VL_DEF_PASS_KERNELS(f64, VL_FLOAT64, VL_CLONES)
+VL_DEF_PASS_KERNELS(i64, VL_INT64, )
+VL_DEF_PASS_KERNELS(i32, VL_INT32, )
+VL_DEF_PASS_KERNELS(u8, VL_UINT8, )
+VL_DEF_PASS_KERNELS(b8, VL_BOOL, )
 
 static void pick_pass(vl_dtype dt, row_fn *rf, col_fn *cf) {
   switch (dt) {
@@ -592,9 +623,9 @@ static int run_pass(const char *op, int prim, vl_dtype dt, const void *x, int64_
     return VL_OK;
   }
 
-  int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
+  int64_t cb = vl__reduce_colblock(O, I), nb = (I + cb - 1) / cb;
   int64_t tasks = O * nb;
-  int64_t RC = 1;
+  int64_t RC = 1; /* fewer tasks than VL_REDUCE_MIN_TASKS even so: split the reduced dim too */
   if (tasks < VL_REDUCE_MIN_TASKS && total > VL_PARALLEL_GRAIN) {
     RC = R / VL_REDUCE_MIN_RPIECE;
     RC = VL_MAX(1, VL_MIN(RC, VL_REDUCE_MAX_RSPLIT));
@@ -611,7 +642,7 @@ static int run_pass(const char *op, int prim, vl_dtype dt, const void *x, int64_
 #pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
   for (int64_t t = 0; t < RC * tasks; t++) {
     int64_t rc = t / tasks, rem = t % tasks, o = rem / nb, b = rem % nb;
-    int64_t i0 = b * VL_REDUCE_COLBLOCK, ni = VL_MIN(VL_REDUCE_COLBLOCK, I - i0);
+    int64_t i0 = b * cb, ni = VL_MIN(cb, I - i0);
     int64_t r0 = R * rc / RC, r1 = R * (rc + 1) / RC;
     int64_t d = rc * OI + o * I + i0;
     cf(prim, x, off + (o * R + r0) * I + i0, r1 - r0, ni, I, c ? c + o * I + i0 : NULL, p, q1 ? q1 + d : NULL,
@@ -635,21 +666,7 @@ static int run_pass(const char *op, int prim, vl_dtype dt, const void *x, int64_
 /* Dims, output shapes, layouts                                        */
 /* ------------------------------------------------------------------ */
 
-typedef struct rplan {
-  bool mask[VL_MAX_DIMS];   /* dims reduced */
-  int out_ndim;
-  int64_t out_shape[VL_MAX_DIMS];
-  int64_t R;                /* reduced elements per output */
-  int64_t N;                /* outputs */
-} rplan;
-
-static int check_tensor(const char *op, const vl_tensor *t) {
-  if (!t) return vl_error(VL_EARG, "%s: tensor is NULL", op);
-  if ((unsigned)t->dtype >= VL_DTYPE_COUNT) return vl_error(VL_EDTYPE, "%s: unknown dtype %d", op, (int)t->dtype);
-  return VL_OK;
-}
-
-static int plan_dims(const char *op, const vl_tensor *t, int ndims, const int *dims, bool keepdim, rplan *pl) {
+int vl__reduce_plan(const char *op, const vl_tensor *t, int ndims, const int *dims, bool keepdim, rplan *pl) {
   memset(pl, 0, sizeof *pl);
   if (ndims < 0) return vl_error(VL_EARG, "%s: number of dims %d is negative", op, ndims);
   if (ndims > 0 && !dims) return vl_error(VL_EARG, "%s: %d dims announced but the dims list is NULL", op, ndims);
@@ -678,14 +695,6 @@ static int plan_dims(const char *op, const vl_tensor *t, int ndims, const int *d
   }
   return VL_OK;
 }
-
-typedef struct rlayout {
-  vl_tensor *src;   /* one reference: t itself or a converted/contiguous copy */
-  const void *x;    /* storage base */
-  int64_t off;      /* element offset of element [0,...,0] */
-  int64_t O, R, I;
-  vl_dtype dt;
-} rlayout;
 
 /* Can `x` be read in place as [O, R, I]? Its dims of size > 1 must form a
    dense block (a permutation of a contiguous layout) whose memory order
@@ -735,10 +744,8 @@ static bool dense_plan(const vl_tensor *x, const bool *mask, bool ordered, int64
   return true;
 }
 
-/* Bring t (non-empty) into an [O, R, I] layout of dtype `work`.
-   ordered: memory order must follow logical order (flat indices and
-   outputs of t's own shape); otherwise kept dims first, reduced last. */
-static int prepare(const char *op, const vl_tensor *t, const bool *mask, vl_dtype work, bool ordered, rlayout *L) {
+/* See reduce_internal.h. */
+int vl__reduce_prepare(const char *op, const vl_tensor *t, const bool *mask, vl_dtype work, bool ordered, rlayout *L) {
   vl_tensor *x = vl_to_dtype(t, work);
   if (!x) return vl_last_status();
   int64_t O, R, I;
@@ -854,7 +861,7 @@ vl_tensor *vl_reduce(vl_redop op, const vl_tensor *t, int ndims, const int *dims
   const char *name = redop_names[op];
   if (check_tensor(name, t)) return NULL;
   rplan pl;
-  if (plan_dims(name, t, ndims, dims, keepdim, &pl)) return NULL;
+  if (vl__reduce_plan(name, t, ndims, dims, keepdim, &pl)) return NULL;
 
   vl_dtype in = t->dtype, out_dt, work;
   bool isf = vl_dtype_is_float(in);
@@ -897,7 +904,7 @@ vl_tensor *vl_reduce(vl_redop op, const vl_tensor *t, int ndims, const int *dims
   }
 
   rlayout L;
-  if (prepare(name, t, pl.mask, work, false, &L)) return NULL;
+  if (vl__reduce_prepare(name, t, pl.mask, work, false, &L)) return NULL;
   bool ints = is_intlike(L.dt);
   int prim;
   switch (op) {
@@ -978,12 +985,12 @@ static vl_tensor *var_impl(const char *name, const vl_tensor *t, int ndims, cons
     return NULL;
   }
   rplan pl;
-  if (plan_dims(name, t, ndims, dims, keepdim, &pl)) return NULL;
+  if (vl__reduce_plan(name, t, ndims, dims, keepdim, &pl)) return NULL;
   vl_dtype out_dt = vl_dtype_is_float(t->dtype) ? t->dtype : VL_FLOAT32;
   if (pl.R == 0 || pl.N == 0) return filled(&pl, out_dt, NAN);
 
   rlayout L;
-  if (prepare(name, t, pl.mask, float_work(t->dtype), false, &L)) return NULL;
+  if (vl__reduce_prepare(name, t, pl.mask, float_work(t->dtype), false, &L)) return NULL;
   int64_t N = pl.N, R = pl.R;
   vl_tensor *out = NULL;
   acc m = {NULL, NULL, NULL}, d = {NULL, NULL, NULL};
@@ -1029,7 +1036,7 @@ vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, boo
     return NULL;
   }
   rplan pl;
-  if (plan_dims(name, t, ndims, dims, keepdim, &pl)) return NULL;
+  if (vl__reduce_plan(name, t, ndims, dims, keepdim, &pl)) return NULL;
   vl_dtype out_dt = vl_dtype_is_float(t->dtype) ? t->dtype : VL_FLOAT32;
   if (pl.R == 0 || pl.N == 0) {
     if (pl.R == 0 && isinf(p)) {
@@ -1041,7 +1048,7 @@ vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, boo
   int prim = p == 2 ? P_SUMSQ : p == 1 ? P_SUMABS : p == INFINITY ? P_MAXABS : p == -INFINITY ? P_MINABS
            : p == 0 ? P_NNZ : P_SUMPOW;
   rlayout L;
-  if (prepare(name, t, pl.mask, float_work(t->dtype), false, &L)) return NULL;
+  if (vl__reduce_prepare(name, t, pl.mask, float_work(t->dtype), false, &L)) return NULL;
   int64_t N = pl.N;
   vl_tensor *out = NULL;
   acc a;
@@ -1070,8 +1077,6 @@ done:
 /* max/min with indices, argmax/argmin                                 */
 /* ------------------------------------------------------------------ */
 
-VL_AI bool is_floatwork(vl_dtype dt) { return dt == VL_FLOAT32 || dt == VL_FLOAT64; }
-
 /* Is candidate (value v) better than the current best b? First
    occurrence wins ties; the first NaN wins over everything. */
 VL_AI bool better_f(double v, double b, bool ismax) {
@@ -1083,10 +1088,14 @@ VL_AI bool better_f(double v, double b, bool ismax) {
 /* Index (0-based, within the run) of the extreme of n elements. */
 VL_AI int64_t argext_row(const void *x, int64_t off, int64_t n, bool ismax, vl_dtype dt) {
   int64_t bi = 0;
-  if (is_floatwork(dt)) {
-    /* the extreme first (vectorised), then its first position */
-    double e = dt == VL_FLOAT32 ? row_ext_f32((const float *)x + off, n, ismax)
-                                : row_ext_f64((const double *)x + off, n, ismax);
+  if (dt == VL_FLOAT32) { /* the extreme first, then its first position (or the first NaN's) */
+    const float *xf = (const float *)x + off;
+    bool nan;
+    float e = row_ext_f32_nan(xf, n, ismax, &nan);
+    int64_t i = find_f32(xf, n, e, nan);
+    return i < n ? i : 0;
+  } else if (dt == VL_FLOAT64) {
+    double e = row_ext_f64((const double *)x + off, n, ismax);
     if (e != e) {
       for (int64_t i = 0; i < n; i++)
         if (ldf(x, off + i, dt) != ldf(x, off + i, dt)) return i;
@@ -1206,11 +1215,11 @@ static int argext_run(const char *op, const rlayout *L, bool ismax, int64_t *idx
     free(part);
     return VL_OK;
   }
-  int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
+  int64_t cb = vl__reduce_colblock(O, I), nb = (I + cb - 1) / cb;
 #pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
   for (int64_t t = 0; t < O * nb; t++) {
-    int64_t o = t / nb, i0 = (t % nb) * VL_REDUCE_COLBLOCK;
-    cf(x, off + o * R * I + i0, R, VL_MIN(VL_REDUCE_COLBLOCK, I - i0), I, ismax, idx + o * I + i0);
+    int64_t o = t / nb, i0 = (t % nb) * cb;
+    cf(x, off + o * R * I + i0, R, VL_MIN(cb, I - i0), I, ismax, idx + o * I + i0);
   }
   return VL_OK;
 }
@@ -1223,9 +1232,9 @@ static int argext_impl(const char *name, const vl_tensor *t, int dim, bool keepd
   if (check_tensor(name, t)) return vl_last_status();
   rplan pl;
   if (dim == VL_ALL_DIMS) {
-    if (plan_dims(name, t, 0, NULL, keepdim, &pl)) return vl_last_status();
+    if (vl__reduce_plan(name, t, 0, NULL, keepdim, &pl)) return vl_last_status();
   } else {
-    if (plan_dims(name, t, 1, &dim, keepdim, &pl)) return vl_last_status();
+    if (vl__reduce_plan(name, t, 1, &dim, keepdim, &pl)) return vl_last_status();
   }
   if (pl.R == 0) return empty_error(name, ismax ? "maximum" : "minimum", t);
   vl_tensor *ind = vl_empty(pl.out_ndim, pl.out_shape, VL_INT64);
@@ -1233,7 +1242,7 @@ static int argext_impl(const char *name, const vl_tensor *t, int dim, bool keepd
   if (!ind || (values && !val)) goto fail;
   if (pl.N > 0) {
     rlayout L;
-    if (prepare(name, t, pl.mask, native_work(t->dtype), dim == VL_ALL_DIMS, &L)) goto fail;
+    if (vl__reduce_prepare(name, t, pl.mask, native_work(t->dtype), dim == VL_ALL_DIMS, &L)) goto fail;
     int64_t *idx = vl_data_ptr(ind);
     if (argext_run(name, &L, ismax, idx)) {
       vl_tensor_release(L.src);
@@ -1295,360 +1304,3 @@ vl_tensor *vl_argmin(const vl_tensor *t, int dim, bool keepdim) {
   return ind;
 }
 
-/* ------------------------------------------------------------------ */
-/* softmax, log_softmax                                                */
-/* ------------------------------------------------------------------ */
-
-/* exp for float32, written to vectorise: x = n ln2 + r with |r| <= ln2/2,
-   exp(r) by Cephes' expf polynomial (relative error about 2e-7), 2^n put
-   together in the exponent bits. Results below exp(-86) (~4e-38, close to
-   the smallest normal float) flush to 0; above 88.72 give inf; NaN stays
-   NaN. Only softmax uses it, where such tiny terms do not count. */
-#define VL_FEXP_HI 88.7228390f
-#define VL_FEXP_LO (-86.0f)
-static inline float fast_expf(float x) {
-  float xc = x > VL_FEXP_HI ? VL_FEXP_HI : x;
-  xc = xc < VL_FEXP_LO ? VL_FEXP_LO : xc;
-  float t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
-  float n = t - 12582912.0f;
-  float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
-  float q = 1.9875691500e-4f;
-  q = q * r + 1.3981999507e-3f;
-  q = q * r + 8.3334519073e-3f;
-  q = q * r + 4.1665795894e-2f;
-  q = q * r + 1.6666665459e-1f;
-  q = q * r + 5.0000001201e-1f;
-  float e = q * r * r + r + 1.0f;
-  int32_t ti;
-  memcpy(&ti, &t, sizeof ti);
-  uint32_t bits = (uint32_t)(ti - 0x4B400000 + 126) << 23; /* 2^(n-1): n = 128 still fits */
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  float res = e * scale * 2.0f;
-  res = x < VL_FEXP_LO ? 0.0f : res;
-  res = x > VL_FEXP_HI ? INFINITY : res;
-  return res;
-}
-
-/* Exposed for the C tests only (not in vl.h). */
-float vl_reduce_fast_expf_(float x);
-float vl_reduce_fast_expf_(float x) { return fast_expf(x); }
-
-/* Max of a float32 run, NaNs ignored; eight lanes kept in registers
-   (an omp simd max reduction keeps its lanes in memory: slower). */
-static inline float row_max_f32(const float *restrict x, int64_t n) {
-  float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++) m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
-  float r = -INFINITY;
-  for (; i < n; i++) r = x[i] > r ? x[i] : r;
-  for (int k = 0; k < 8; k++) r = m[k] > r ? m[k] : r;
-  return r;
-}
-
-/* Rows of a contiguous float32 [O, R]: the hot case (attention, logits). */
-static void softmax_rows_f32(const float *restrict x, float *restrict y, int64_t O, int64_t R, bool logsm) {
-#pragma omp parallel for if (O * R > VL_PARALLEL_GRAIN) schedule(static)
-  for (int64_t o = 0; o < O; o++) {
-    const float *restrict xr = x + o * R;
-    float *restrict yr = y + o * R;
-    /* NaNs need no care here: any NaN makes the sum NaN, so the whole row
-       comes out NaN, as in PyTorch; a row of -inf gives -inf - -inf = NaN. */
-    float m = row_max_f32(xr, R);
-    if (m == -INFINITY || m == INFINITY) m = m - m; /* NaN: matches PyTorch for all -inf / +inf rows */
-    double s = 0;
-    if (logsm) {
-#pragma omp simd reduction(+ : s)
-      for (int64_t j = 0; j < R; j++) s += fast_expf(xr[j] - m);
-      float ls = (float)log(s);
-      VL_SIMD
-      for (int64_t j = 0; j < R; j++) yr[j] = (xr[j] - m) - ls;
-    } else {
-#pragma omp simd reduction(+ : s)
-      for (int64_t j = 0; j < R; j++) {
-        float e = fast_expf(xr[j] - m);
-        yr[j] = e;
-        s += e;
-      }
-      float inv = (float)(1.0 / s);
-      VL_SIMD
-      for (int64_t j = 0; j < R; j++) yr[j] *= inv;
-    }
-  }
-}
-
-VL_AI double exp_w(double v, vl_dtype dt) { return dt == VL_FLOAT32 ? (double)fast_expf((float)v) : exp(v); }
-
-VL_AI void stw(void *y, int64_t i, vl_dtype dt, double v) {
-  if (dt == VL_FLOAT32)
-    ((float *)y)[i] = (float)v;
-  else
-    ((double *)y)[i] = v;
-}
-
-VL_AI double ldw(const void *y, int64_t i, vl_dtype dt) {
-  return dt == VL_FLOAT32 ? ((const float *)y)[i] : ((const double *)y)[i];
-}
-
-/* Softmax of one (o, column block) task of [O, R, I], or of whole rows
-   (I == 1, ni == 1) for float64. y is contiguous [O, R, I]; x is read at
-   xoff + the same element index. */
-VL_AI void softmax_block(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
-                         int64_t I, bool logsm, vl_dtype dt) {
-  double m[VL_REDUCE_COLBLOCK], s[VL_REDUCE_COLBLOCK];
-  int64_t base = o * R * I + i0;
-  VL_SIMD
-  for (int64_t i = 0; i < ni; i++) {
-    m[i] = -INFINITY;
-    s[i] = 0;
-  }
-  for (int64_t r = 0; r < R; r++) {
-    VL_SIMD
-    for (int64_t i = 0; i < ni; i++) {
-      double v = ldw(x, xoff + base + r * I + i, dt);
-      m[i] = v > m[i] ? v : m[i];
-    }
-  }
-  VL_SIMD
-  for (int64_t i = 0; i < ni; i++)
-    if (m[i] == -INFINITY || m[i] == INFINITY) m[i] = m[i] - m[i]; /* NaN, as PyTorch */
-  for (int64_t r = 0; r < R; r++) {
-    VL_SIMD
-    for (int64_t i = 0; i < ni; i++) {
-      int64_t j = base + r * I + i;
-      double e = exp_w(ldw(x, xoff + j, dt) - m[i], dt);
-      if (!logsm) stw(y, j, dt, e);
-      s[i] += e;
-    }
-  }
-  if (logsm) {
-    for (int64_t i = 0; i < ni; i++) s[i] = log(s[i]);
-    for (int64_t r = 0; r < R; r++) {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) {
-        int64_t j = base + r * I + i;
-        stw(y, j, dt, (ldw(x, xoff + j, dt) - m[i]) - s[i]);
-      }
-    }
-  } else {
-    for (int64_t i = 0; i < ni; i++) s[i] = 1.0 / s[i];
-    for (int64_t r = 0; r < R; r++) {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) {
-        int64_t j = base + r * I + i;
-        stw(y, j, dt, ldw(y, j, dt) * s[i]);
-      }
-    }
-  }
-}
-
-/* float32 version of softmax_block: float maxima and exps (fast_expf),
-   double sums. */
-static void softmax_block_f32(const void *xv, int64_t xoff, void *yv, int64_t o, int64_t i0, int64_t ni,
-                              int64_t R, int64_t I, bool logsm) {
-  const float *restrict x = (const float *)xv + xoff;
-  float *restrict y = yv;
-  float m[VL_REDUCE_COLBLOCK];
-  double s[VL_REDUCE_COLBLOCK];
-  int64_t base = o * R * I + i0;
-  for (int64_t i = 0; i < ni; i++) {
-    m[i] = -INFINITY;
-    s[i] = 0;
-  }
-  for (int64_t r = 0; r < R; r++) {
-    const float *xr = x + base + r * I;
-    VL_SIMD
-    for (int64_t i = 0; i < ni; i++) m[i] = xr[i] > m[i] ? xr[i] : m[i];
-  }
-  for (int64_t i = 0; i < ni; i++)
-    if (m[i] == -INFINITY || m[i] == INFINITY) m[i] = m[i] - m[i]; /* NaN, as PyTorch */
-  for (int64_t r = 0; r < R; r++) {
-    const float *xr = x + base + r * I;
-    float *yr = y + base + r * I;
-    if (logsm) {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) s[i] += fast_expf(xr[i] - m[i]);
-    } else {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) {
-        float e = fast_expf(xr[i] - m[i]);
-        yr[i] = e;
-        s[i] += e;
-      }
-    }
-  }
-  float f[VL_REDUCE_COLBLOCK];
-  for (int64_t i = 0; i < ni; i++) f[i] = logsm ? (float)log(s[i]) : (float)(1.0 / s[i]);
-  for (int64_t r = 0; r < R; r++) {
-    const float *xr = x + base + r * I;
-    float *yr = y + base + r * I;
-    if (logsm) {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) yr[i] = (xr[i] - m[i]) - f[i];
-    } else {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) yr[i] *= f[i];
-    }
-  }
-}
-static void softmax_block_f64(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
-                              int64_t I, bool logsm) {
-  softmax_block(x, xoff, y, o, i0, ni, R, I, logsm, VL_FLOAT64);
-}
-
-static vl_tensor *softmax_impl(const char *name, const vl_tensor *t, int dim, bool logsm) {
-  if (check_tensor(name, t)) return NULL;
-  if (t->dtype == VL_BOOL) {
-    vl_error(VL_EDTYPE, "%s: bool tensors are not accepted (expected a float or integer tensor)", name);
-    return NULL;
-  }
-  rplan pl;
-  if (plan_dims(name, t, 1, &dim, true, &pl)) return NULL;
-  vl_dtype out_dt = vl_dtype_is_float(t->dtype) ? t->dtype : VL_FLOAT32;
-  vl_dtype work = float_work(t->dtype);
-  if (vl_numel(t) == 0) return vl_empty(t->ndim, t->shape, out_dt);
-  rlayout L;
-  if (prepare(name, t, pl.mask, work, true, &L)) return NULL;
-  vl_tensor *y = vl_empty(t->ndim, t->shape, work);
-  if (!y) {
-    vl_tensor_release(L.src);
-    return NULL;
-  }
-  int64_t O = L.O, R = L.R, I = L.I;
-  void *yp = vl_data_ptr(y);
-  if (work == VL_FLOAT32 && I == 1) {
-    softmax_rows_f32((const float *)L.x + L.off, yp, O, R, logsm);
-  } else if (I == 1) {
-#pragma omp parallel for if (O * R > VL_PARALLEL_GRAIN) schedule(static)
-    for (int64_t o = 0; o < O; o++) softmax_block_f64(L.x, L.off, yp, o, 0, 1, R, 1, logsm);
-  } else {
-    int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
-#pragma omp parallel for if (O * R * I > VL_PARALLEL_GRAIN) schedule(static)
-    for (int64_t t2 = 0; t2 < O * nb; t2++) {
-      int64_t o = t2 / nb, i0 = (t2 % nb) * VL_REDUCE_COLBLOCK, ni = VL_MIN(VL_REDUCE_COLBLOCK, I - i0);
-      if (work == VL_FLOAT32)
-        softmax_block_f32(L.x, L.off, yp, o, i0, ni, R, I, logsm);
-      else
-        softmax_block_f64(L.x, L.off, yp, o, i0, ni, R, I, logsm);
-    }
-  }
-  vl_tensor_release(L.src);
-  if (out_dt != work) {
-    vl_tensor *z = vl_to_dtype(y, out_dt);
-    vl_tensor_release(y);
-    y = z;
-  }
-  return y;
-}
-
-vl_tensor *vl_softmax(const vl_tensor *t, int dim) { return softmax_impl("softmax", t, dim, false); }
-vl_tensor *vl_log_softmax(const vl_tensor *t, int dim) { return softmax_impl("log_softmax", t, dim, true); }
-
-/* ------------------------------------------------------------------ */
-/* cumsum                                                              */
-/* ------------------------------------------------------------------ */
-
-/* y: contiguous [O, R, I] of float32/float64 (float input) or int64
-   (integer input); one task per (o, column block). */
-VL_AI void cumsum_block(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
-                        int64_t I, vl_dtype dt) {
-  int64_t base = o * R * I + i0;
-  if (I == 1) { /* running sum along a row */
-    if (is_floatwork(dt)) {
-      double a = 0;
-      for (int64_t r = 0; r < R; r++) {
-        a += ldf(x, xoff + base + r, dt);
-        stw(y, base + r, dt, a);
-      }
-    } else {
-      int64_t a = 0, *yi = y;
-      for (int64_t r = 0; r < R; r++) {
-        a = wrap_add(a, ldi(x, xoff + base + r, dt));
-        yi[base + r] = a;
-      }
-    }
-    return;
-  }
-  if (is_floatwork(dt)) {
-    double a[VL_REDUCE_COLBLOCK];
-    for (int64_t i = 0; i < ni; i++) a[i] = 0;
-    for (int64_t r = 0; r < R; r++) {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) {
-        int64_t j = base + r * I + i;
-        a[i] += ldf(x, xoff + j, dt);
-        stw(y, j, dt, a[i]);
-      }
-    }
-  } else {
-    int64_t a[VL_REDUCE_COLBLOCK];
-    int64_t *yi = y;
-    for (int64_t i = 0; i < ni; i++) a[i] = 0;
-    for (int64_t r = 0; r < R; r++) {
-      VL_SIMD
-      for (int64_t i = 0; i < ni; i++) {
-        int64_t j = base + r * I + i;
-        a[i] = wrap_add(a[i], ldi(x, xoff + j, dt));
-        yi[j] = a[i];
-      }
-    }
-  }
-}
-
-typedef void (*cumsum_fn)(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni, int64_t R,
-                          int64_t I);
-#define VL_DEF_CUMSUM(SFX, DT)                                                                          \
-  static void cumsum_##SFX(const void *x, int64_t xoff, void *y, int64_t o, int64_t i0, int64_t ni,   \
-                           int64_t R, int64_t I) {                                                    \
-    cumsum_block(x, xoff, y, o, i0, ni, R, I, DT);                                                    \
-  }
-VL_DEF_CUMSUM(f32, VL_FLOAT32)
-VL_DEF_CUMSUM(f64, VL_FLOAT64)
-VL_DEF_CUMSUM(i64, VL_INT64)
-VL_DEF_CUMSUM(i32, VL_INT32)
-VL_DEF_CUMSUM(u8, VL_UINT8)
-VL_DEF_CUMSUM(b8, VL_BOOL)
-
-vl_tensor *vl_cumsum(const vl_tensor *t, int dim) {
-  const char *name = "cumsum";
-  if (check_tensor(name, t)) return NULL;
-  rplan pl;
-  if (plan_dims(name, t, 1, &dim, true, &pl)) return NULL;
-  bool isf = vl_dtype_is_float(t->dtype);
-  vl_dtype out_dt = isf ? t->dtype : VL_INT64;
-  vl_dtype work = native_work(t->dtype);
-  if (vl_numel(t) == 0) return vl_empty(t->ndim, t->shape, out_dt);
-  rlayout L;
-  if (prepare(name, t, pl.mask, work, true, &L)) return NULL;
-  vl_dtype ydt = isf ? work : VL_INT64;
-  vl_tensor *y = vl_empty(t->ndim, t->shape, ydt);
-  if (!y) {
-    vl_tensor_release(L.src);
-    return NULL;
-  }
-  cumsum_fn fn;
-  switch (L.dt) {
-    case VL_FLOAT64: fn = cumsum_f64; break;
-    case VL_INT64: fn = cumsum_i64; break;
-    case VL_INT32: fn = cumsum_i32; break;
-    case VL_UINT8: fn = cumsum_u8; break;
-    case VL_BOOL: fn = cumsum_b8; break;
-    default: fn = cumsum_f32; break;
-  }
-  int64_t O = L.O, R = L.R, I = L.I;
-  int64_t nb = (I + VL_REDUCE_COLBLOCK - 1) / VL_REDUCE_COLBLOCK;
-  void *yp = vl_data_ptr(y);
-#pragma omp parallel for if (O * R * I > VL_PARALLEL_GRAIN) schedule(static)
-  for (int64_t t2 = 0; t2 < O * nb; t2++) {
-    int64_t o = t2 / nb, i0 = (t2 % nb) * VL_REDUCE_COLBLOCK;
-    fn(L.x, L.off, yp, o, i0, VL_MIN(VL_REDUCE_COLBLOCK, I - i0), R, I);
-  }
-  vl_tensor_release(L.src);
-  if (out_dt != ydt) {
-    vl_tensor *z = vl_to_dtype(y, out_dt);
-    vl_tensor_release(y);
-    y = z;
-  }
-  return y;
-}

@@ -1,23 +1,22 @@
 /*
 ** test_reduce.c — ops/reduce.c from C (no Lua): accuracy of large float32
 ** sums against double references, softmax against its closed form, the
-** float32 exp used by softmax against libm, errors, and determinism
-** across thread counts.
+** float32 exp used by softmax (vl_expf, vl_internal.h) against libm,
+** errors, and determinism across thread counts.
 */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vl.h"
+#include "vl_internal.h" /* vl_expf */
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-
-/* Not in vl.h: the float32 exp inside reduce.c, exposed for this test. */
-float vl_reduce_fast_expf_(float x);
 
 #define BIG_N (16 * 1024 * 1024) /* 16M float32 values, 64 MB */
 
@@ -154,23 +153,62 @@ static void test_softmax_closed_form(void **state) {
   }
 }
 
-static void test_fast_expf(void **state) {
+/* float32 softmax: terms whose exp is below FLT_MIN are 0 (not
+   subnormal), terms just above it are accurate, NaN poisons its row. */
+static void test_softmax_tiny_terms(void **state) {
+  (void)state;
+  int64_t sh[2] = {3, 4};
+  vl_tensor *x = vl_empty(2, sh, VL_FLOAT32);
+  float *p = vl_data_ptr(x);
+  const float v[12] = {0, -80, -90, -1000, 5, 5 - 87.0f, 5 - 87.5f, -INFINITY, 1, NAN, 0, 2};
+  memcpy(p, v, sizeof v);
+  vl_tensor *xt = vl_transpose(x, 0, 1);
+  vl_tensor *xtc = vl_contiguous(xt); /* [4, 3]: softmax over dim 0 takes the column path */
+  for (int dim = 0; dim < 2; dim++) {
+    vl_tensor *y = dim ? vl_softmax(xtc, 0) : vl_softmax(x, 1);
+    assert_non_null(y);
+    for (int64_t r = 0; r < 3; r++)
+      for (int64_t j = 0; j < 4; j++) {
+        int64_t idx[2] = {dim ? j : r, dim ? r : j};
+        double got;
+        vl_get(y, idx, &got);
+        double xv = v[r * 4 + j], m = r == 0 ? 0 : 5;
+        double den = r == 0 ? 1 + exp(-80.0) : 1 + exp((double)(5 - 87.0f) - 5);
+        double want = exp(xv - m) / den;
+        if (r == 2) {
+          assert_true(isnan(got));
+        } else if (want < FLT_MIN) {
+          assert_true(got == 0); /* -90, -1000, -87.5 below the max, -inf */
+        } else {
+          assert_true(fabs(got - want) <= 1e-6 * want);
+        }
+      }
+    vl_tensor_release(y);
+  }
+  vl_tensor_release(xt);
+  vl_tensor_release(xtc);
+  vl_tensor_release(x);
+}
+
+static void test_vl_expf(void **state) {
   (void)state;
   double worst = 0;
   for (int i = 0; i <= 200000; i++) {
     float x = -86.0f + 174.7f * (float)i / 200000.0f;
-    double want = exp((double)x), got = vl_reduce_fast_expf_(x);
+    double want = exp((double)x), got = vl_expf(x);
     double rel = fabs(got - want) / want;
     if (rel > worst) worst = rel;
   }
   assert_true(worst < 5e-7);
-  assert_true(vl_reduce_fast_expf_(0.0f) == 1.0f);
-  assert_true(vl_reduce_fast_expf_(-INFINITY) == 0.0f);
-  assert_true(vl_reduce_fast_expf_(-100.0f) == 0.0f);
-  assert_true(isinf(vl_reduce_fast_expf_(89.0f)));
-  assert_true(isinf(vl_reduce_fast_expf_(INFINITY)));
-  assert_true(isnan(vl_reduce_fast_expf_(NAN)));
-  assert_true(isfinite(vl_reduce_fast_expf_(88.7f)));
+  assert_true(vl_expf(0.0f) == 1.0f);
+  assert_true(vl_expf(-INFINITY) == 0.0f);
+  /* subnormal results down to exp(-103.97), then 0 */
+  assert_true(vl_expf(-100.0f) > 0 && fabs(vl_expf(-100.0f) - exp(-100.0)) <= ldexp(1.0, -149));
+  assert_true(vl_expf(-104.0f) == 0.0f);
+  assert_true(isinf(vl_expf(89.0f)));
+  assert_true(isinf(vl_expf(INFINITY)));
+  assert_true(isnan(vl_expf(NAN)));
+  assert_true(isfinite(vl_expf(88.7f)));
 }
 
 static void test_var_large_offset(void **state) {
@@ -232,6 +270,179 @@ static void test_int_wrap_and_indices(void **state) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) vl_tensor_release(all[i]);
 }
 
+/* ---- fast float32 paths against plain loops ------------------------- */
+
+/* What max/min/argmax/argmin must give for a run of n floats (stride st):
+   the first NaN if there is one, else the extreme and its first index. */
+static int64_t ref_argext(const float *x, int64_t n, int64_t st, bool ismax, float *val) {
+  int64_t bi = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i * st], b = x[bi * st];
+    if (v != v) {
+      bi = i;
+      break;
+    }
+    if (ismax ? v > b : v < b) bi = i;
+  }
+  *val = x[bi * st];
+  return bi;
+}
+
+/* Fill row r of length n with a pattern picked by r: random values, ties,
+   all -inf / +inf, NaNs in the first block / in the vector part / in the
+   scalar tail, signed zeros. */
+static void fill_row(float *x, int64_t n, int64_t r) {
+  for (int64_t i = 0; i < n; i++) x[i] = (float)(lcg_uniform() * 200.0 - 100.0);
+  switch (r % 8) {
+    case 1: for (int64_t i = 0; i < n; i++) x[i] = (float)(i % 5); break; /* ties: first 4 wins */
+    case 2: for (int64_t i = 0; i < n; i++) x[i] = (r & 8) ? INFINITY : -INFINITY; break;
+    case 3: x[0] = NAN; break;
+    case 4: x[n / 2] = NAN; x[n - 1] = NAN; break;
+    case 5: x[n - 1] = NAN; break; /* in the scalar tail for most n */
+    case 6: for (int64_t i = 0; i < n; i++) x[i] = (i & 1) ? -0.0f : 0.0f; break;
+    case 7: x[(r * 7) % n] = 1e30f; x[(r * 3) % n] = -1e30f; break;
+    default: break;
+  }
+}
+
+static void test_f32_ext_paths(void **state) {
+  (void)state;
+  /* lengths around the vector steps (16, 32) and the row chunk (16384) */
+  const int64_t lens[] = {1, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 16385, 40000};
+  const int64_t rows = 24;
+  for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+    int64_t n = lens[li];
+    for (int layout = 0; layout < 2; layout++) {
+      /* layout 0: [rows, n] reduced over dim 1 (rows path);
+         layout 1: [n, rows] reduced over dim 0 (column path) */
+      int64_t sh[2] = {layout ? n : rows, layout ? rows : n};
+      vl_tensor *x = vl_empty(2, sh, VL_FLOAT32);
+      float *p = vl_data_ptr(x);
+      float *row = malloc((size_t)n * sizeof *row);
+      assert_non_null(row);
+      for (int64_t r = 0; r < rows; r++) {
+        fill_row(row, n, r);
+        for (int64_t i = 0; i < n; i++) p[layout ? i * rows + r : r * n + i] = row[i];
+      }
+      int d = layout ? 0 : 1;
+      for (int ismax = 0; ismax < 2; ismax++) {
+        vl_tensor *v = vl_reduce(ismax ? VL_AMAX : VL_AMIN, x, 1, &d, false);
+        vl_tensor *a = ismax ? vl_argmax(x, d, false) : vl_argmin(x, d, false);
+        vl_tensor *mv = NULL, *mi = NULL;
+        assert_int_equal((ismax ? vl_max_dim : vl_min_dim)(x, d, false, &mv, &mi), VL_OK);
+        assert_non_null(v);
+        assert_non_null(a);
+        const float *vp = vl_data_ptr(v), *mvp = vl_data_ptr(mv);
+        const int64_t *ap = vl_data_ptr(a), *mip = vl_data_ptr(mi);
+        for (int64_t r = 0; r < rows; r++) {
+          float want;
+          int64_t wi = ref_argext(p + (layout ? r : r * n), n, layout ? rows : 1, ismax != 0, &want);
+          if (want != want) {
+            assert_true(isnan(vp[r]) && isnan(mvp[r]));
+          } else {
+            assert_true(vp[r] == want && mvp[r] == want);
+          }
+          if (ap[r] != wi) print_message("n %lld layout %d row %lld: %lld, want %lld\n", (long long)n, layout,
+                                         (long long)r, (long long)ap[r], (long long)wi);
+          assert_int_equal(ap[r], wi);
+          assert_int_equal(mip[r], wi);
+        }
+        vl_tensor_release(v);
+        vl_tensor_release(a);
+        vl_tensor_release(mv);
+        vl_tensor_release(mi);
+      }
+      free(row);
+      vl_tensor_release(x);
+    }
+  }
+}
+
+/* Sums down the columns keep each column's order of additions (rows in
+   turn, in double), whatever the blocking: the same bits as a plain loop. */
+static void test_column_sums_exact(void **state) {
+  (void)state;
+  const int64_t R = 333, I = 2000;
+  int64_t sh[2] = {R, I};
+  vl_tensor *x = vl_empty(2, sh, VL_FLOAT32);
+  float *p = vl_data_ptr(x);
+  /* +-2^40 in the first and last rows around values in [-1, 1]: the
+     double sums round (by 2^-12) and the big terms cancel, so any other
+     order of additions shows in the float result */
+  for (int64_t i = 0; i < R * I; i++) p[i] = (float)(lcg_uniform() * 2.0 - 1.0);
+  for (int64_t i = 0; i < I; i++) {
+    p[i] = (float)ldexp(1.0 + lcg_uniform(), 40);
+    p[(R - 1) * I + i] = -p[i];
+  }
+  p[5 * I + 7] = NAN;
+  int d0 = 0;
+  vl_tensor *s = vl_reduce(VL_SUM, x, 1, &d0, false);
+  vl_tensor *n2 = vl_norm(x, 2.0, 1, &d0, false);
+  vl_tensor *mx = vl_reduce(VL_AMAX, x, 1, &d0, false);
+  assert_non_null(s);
+  assert_non_null(n2);
+  assert_non_null(mx);
+  const float *sp = vl_data_ptr(s), *np2 = vl_data_ptr(n2), *mp = vl_data_ptr(mx);
+  for (int64_t i = 0; i < I; i++) {
+    double a = 0, q = 0;
+    float m = -INFINITY;
+    for (int64_t r = 0; r < R; r++) {
+      float v = p[r * I + i];
+      a += v;
+      q += (double)v * v;
+      m = (v > m || v != v) && m == m ? v : m;
+    }
+    if (i == 7) {
+      assert_true(isnan(sp[i]) && isnan(np2[i]) && isnan(mp[i]));
+      continue;
+    }
+    assert_true(sp[i] == (float)a);
+    assert_true(np2[i] == (float)sqrt(q));
+    assert_true(mp[i] == m);
+  }
+  vl_tensor_release(x);
+  vl_tensor_release(s);
+  vl_tensor_release(n2);
+  vl_tensor_release(mx);
+}
+
+/* Every split of the work depends on the shape only: the same bits for
+   1, 2, 3 and 4 threads, on the row path, the chunked row path, the column
+   path and the column path that splits the reduced dim. */
+static void test_thread_count_independent(void **state) {
+  (void)state;
+  const int64_t shapes[][2] = {{4096, 64}, {3, 100000}, {700, 3000}, {64, 4096}};
+  int threads = vl_get_num_threads();
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+    int64_t sh[2] = {shapes[k][0], shapes[k][1]}, n = sh[0] * sh[1];
+    vl_tensor *x = vl_empty(2, sh, VL_FLOAT32);
+    float *p = vl_data_ptr(x);
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(lcg_uniform() * 10.0 - 5.0);
+    vl_tensor *ref[2][5] = {{NULL}};
+    for (int nt = 1; nt <= 4; nt++) {
+      vl_set_num_threads(nt);
+      for (int d = 0; d < 2; d++) {
+        vl_tensor *got[5] = {vl_reduce(VL_SUM, x, 1, &d, false), vl_var(x, 1, &d, 1, false),
+                             vl_reduce(VL_AMAX, x, 1, &d, false), vl_argmin(x, d, false), vl_softmax(x, d)};
+        for (int j = 0; j < 5; j++) {
+          assert_non_null(got[j]);
+          if (nt == 1) {
+            ref[d][j] = got[j];
+            continue;
+          }
+          size_t bytes = (size_t)vl_numel(got[j]) * vl_dtype_size(got[j]->dtype);
+          assert_memory_equal(vl_data_ptr(got[j]), vl_data_ptr(ref[d][j]), bytes);
+          vl_tensor_release(got[j]);
+        }
+      }
+    }
+    vl_set_num_threads(threads);
+    for (int d = 0; d < 2; d++)
+      for (int j = 0; j < 5; j++) vl_tensor_release(ref[d][j]);
+    vl_tensor_release(x);
+  }
+}
+
 static void test_errors(void **state) {
   (void)state;
   int64_t sh[2] = {2, 3}, she[2] = {0, 3};
@@ -281,8 +492,10 @@ static void test_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sum_16m_float32),  cmocka_unit_test(test_softmax_closed_form),
-      cmocka_unit_test(test_fast_expf),        cmocka_unit_test(test_var_large_offset),
-      cmocka_unit_test(test_int_wrap_and_indices), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_softmax_tiny_terms), cmocka_unit_test(test_vl_expf),        cmocka_unit_test(test_var_large_offset),
+      cmocka_unit_test(test_int_wrap_and_indices), cmocka_unit_test(test_f32_ext_paths),
+      cmocka_unit_test(test_column_sums_exact),  cmocka_unit_test(test_thread_count_independent),
+      cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
