@@ -380,4 +380,171 @@ vl_tensor *vl_detach(const vl_tensor *t);            /* same storage, out of the
    backward through it is an error. */
 int vl_backward(vl_tensor *t, const vl_tensor *grad, bool retain_graph);
 
+/* ------------------------------------------------------------------ */
+/* I/O: safetensors, .npy, IDX, atomic writes (ops/io.c)               */
+/* ------------------------------------------------------------------ */
+
+/* Readers validate sizes and offsets before reading and name the file and
+   the byte or field at fault (VL_EIO: cannot open/read; VL_EFORMAT: bad
+   contents; VL_EDTYPE: a dtype vl has no type for). Writers write a
+   temporary file next to the target, fsync it and rename it into place:
+   a failed write leaves the old file (or none) and no temporary. */
+#define VL_SAFETENSORS_MAX_HEADER 100000000 /* header bytes (the reference implementation's limit) */
+#define VL_NPY_MAX_HEADER 10000             /* header bytes (NumPy's default max_header_size) */
+
+/* safetensors: the file is memory-mapped (privately: writing a loaded
+   tensor in place never touches the file); each tensor is a zero-copy view
+   of the mapping when its bytes are aligned, which keeps the mapping alive
+   after vl_safetensors_close. */
+typedef struct vl_safetensors vl_safetensors;
+vl_safetensors *vl_safetensors_open(const char *path);
+vl_safetensors *vl_safetensors_from_memory(const void *data, size_t nbytes, const char *name); /* copies */
+void vl_safetensors_close(vl_safetensors *f);                      /* NULL is fine */
+int vl_safetensors_count(const vl_safetensors *f);                 /* tensors */
+const char *vl_safetensors_key(const vl_safetensors *f, int i);    /* i-th name, sorted; NULL past the end */
+bool vl_safetensors_has(const vl_safetensors *f, const char *name);
+/* dtype is the file's name ("F32", "I16", ...); shape has ndim entries
+   (may exceed VL_MAX_DIMS); begin/end are the data_offsets. Any out
+   pointer may be NULL. */
+int vl_safetensors_info(const vl_safetensors *f, const char *name, const char **dtype, int *ndim,
+                        const int64_t **shape, uint64_t *begin, uint64_t *end);
+vl_tensor *vl_safetensors_get(const vl_safetensors *f, const char *name);
+int vl_safetensors_metadata_count(const vl_safetensors *f);
+int vl_safetensors_metadata_item(const vl_safetensors *f, int i, const char **key, const char **value); /* sorted */
+const char *vl_safetensors_metadata_get(const vl_safetensors *f, const char *key); /* NULL when absent */
+/* Tensors go in the reference writer's order (descending dtype, then
+   name); the header is padded with spaces to a multiple of 8 bytes;
+   metadata keys are sorted. Non-contiguous tensors are written row-major. */
+int vl_safetensors_save(const char *path, int n, const char *const *names, const vl_tensor *const *tensors,
+                        int nmeta, const char *const *keys, const char *const *values);
+/* The same bytes into a malloc'd buffer (free it). */
+int vl_safetensors_serialize(int n, const char *const *names, const vl_tensor *const *tensors, int nmeta,
+                             const char *const *keys, const char *const *values, void **out, size_t *nbytes);
+
+/* .npy (format 1.0-3.0): <f2 <f4 <f8 <i4 <i8 |u1 |b1, big-endian ('>')
+   byte-swapped on load, fortran_order loaded as a column-major view.
+   Object arrays (pickles) are refused. Saved as NumPy saves (1.0). */
+vl_tensor *vl_npy_load(const char *path);
+vl_tensor *vl_npy_from_memory(const void *data, size_t nbytes, const char *name); /* copies */
+int vl_npy_save(const char *path, const vl_tensor *t);
+
+/* IDX (MNIST): gzip or plain; u8 -> uint8, i8/i16/i32 -> int32,
+   f32 -> float32, f64 -> float64. */
+vl_tensor *vl_idx_load(const char *path);
+vl_tensor *vl_idx_from_memory(const void *data, size_t nbytes, const char *name); /* uncompressed */
+
+/* Write bytes to path atomically (temp file, fsync, rename). */
+int vl_write_file_atomic(const char *path, const void *data, size_t nbytes);
+
+/* ------------------------------------------------------------------ */
+/* Neural network ops: convolution and pooling (ops/conv.c)            */
+/* ------------------------------------------------------------------ */
+
+/* NCHW (NCL for the 1-d ops), like PyTorch; an unbatched input ([C,H,W],
+   [C,L]) gives an unbatched result. Pairs are {h, w}; a NULL pair takes
+   its default (stride 1 — for pools the kernel —, padding 0, dilation 1,
+   output_padding 0). float32/float64; float16/bfloat16 are computed in
+   float32; integer and bool tensors are refused (max pooling also takes
+   int64/int32/uint8). Every op records autograd (input, weight, bias). */
+
+/* x [N,C,H,W], w [O,C/groups,kH,kW], b [O] or NULL -> [N,O,OH,OW]. */
+vl_tensor *vl_conv2d(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, const int64_t stride[2],
+                     const int64_t padding[2], const int64_t dilation[2], int64_t groups);
+/* Same with padding {top, bottom, left, right} (asymmetric: "same" for even kernels). */
+vl_tensor *vl_conv2d_pad(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, const int64_t stride[2],
+                         const int64_t padding[4], const int64_t dilation[2], int64_t groups);
+/* x [N,C,L], w [O,C/groups,k], b [O] or NULL -> [N,O,OL]. */
+vl_tensor *vl_conv1d(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, int64_t stride, int64_t padding,
+                     int64_t dilation, int64_t groups);
+vl_tensor *vl_conv1d_pad(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, int64_t stride, int64_t pad_left,
+                         int64_t pad_right, int64_t dilation, int64_t groups);
+/* x [N,C_in,H,W], w [C_in,C_out/groups,kH,kW], b [C_out] or NULL ->
+   [N,C_out,(H-1)*s-2p+d*(kH-1)+output_padding+1, ...]: the gradient of
+   conv2d with respect to its input. output_padding < stride or < dilation. */
+vl_tensor *vl_conv_transpose2d(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, const int64_t stride[2],
+                               const int64_t padding[2], const int64_t output_padding[2], const int64_t dilation[2],
+                               int64_t groups);
+/* Max over each window (a NaN wins) and, when `indices` is not NULL, its
+   int64 position ih*W + iw in the plane (0-based; as PyTorch). Padding is
+   at most half the kernel; ceil_mode lets the last window start inside
+   the input or left padding. */
+int vl_max_pool2d(const vl_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                  const int64_t dilation[2], bool ceil_mode, vl_tensor **values, vl_tensor **indices);
+/* stride 0 = kernel. Indices are positions along L. */
+int vl_max_pool1d(const vl_tensor *x, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation,
+                  bool ceil_mode, vl_tensor **values, vl_tensor **indices);
+/* Mean over each window; count_include_pad counts the zero padding in the
+   divisor; divisor_override > 0 replaces the divisor (0 = none). */
+vl_tensor *vl_avg_pool2d(const vl_tensor *x, const int64_t kernel[2], const int64_t stride[2],
+                         const int64_t padding[2], bool ceil_mode, bool count_include_pad, int64_t divisor_override);
+vl_tensor *vl_avg_pool1d(const vl_tensor *x, int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode,
+                         bool count_include_pad);
+/* Output cell i averages input rows floor(i*H/out_h) .. ceil((i+1)*H/out_h)-1 (same for columns). */
+vl_tensor *vl_adaptive_avg_pool2d(const vl_tensor *x, int64_t out_h, int64_t out_w);
+
+/* ------------------------------------------------------------------ */
+/* Neural network ops: normalisation, dropout, embedding, losses       */
+/* (ops/nn.c) — fused kernels, each with its own backward               */
+/* ------------------------------------------------------------------ */
+
+/* Float inputs (float16/bfloat16 computed in float32, float64 when any
+   input is float64); the result has the promoted input dtype. Optional
+   tensors may be NULL. */
+
+/* x[..., in] @ w[out, in]^T + b[out] -> [..., out], one GEMM. */
+vl_tensor *vl_linear(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b);
+/* x [N, C, ...]; weight, bias, running stats [C]. Training: batch
+   statistics (biased variance), and running_mean/var (may be NULL)
+   updated in place: r = (1 - momentum) r + momentum stat, the variance
+   unbiased. Eval: the running statistics (required). */
+vl_tensor *vl_batch_norm(const vl_tensor *x, vl_tensor *running_mean, vl_tensor *running_var,
+                         const vl_tensor *weight, const vl_tensor *bias, bool training, double momentum,
+                         double eps);
+/* Normalise over the last `ndims` dims; weight/bias have those dims' shape. */
+vl_tensor *vl_layer_norm(const vl_tensor *x, int ndims, const vl_tensor *weight, const vl_tensor *bias, double eps);
+/* x / sqrt(mean(x^2) + eps) * weight over the last `ndims` dims. */
+vl_tensor *vl_rms_norm(const vl_tensor *x, int ndims, const vl_tensor *weight, double eps);
+/* x [N, C, ...] normalised per (sample, group of C/groups channels). */
+vl_tensor *vl_group_norm(const vl_tensor *x, int64_t groups, const vl_tensor *weight, const vl_tensor *bias,
+                         double eps);
+/* Zeroes elements with probability p (Philox, seeded by vl_manual_seed)
+   and scales the rest by 1/(1-p). Not training or p == 0: x itself
+   (a new reference). */
+vl_tensor *vl_dropout(const vl_tensor *x, double p, bool training);
+/* Rows of weight [num, dim] picked by 0-based integer indices -> [..., dim].
+   padding_idx (-1: none) gets no gradient. */
+vl_tensor *vl_embedding(const vl_tensor *indices, const vl_tensor *weight, int64_t padding_idx);
+
+typedef enum vl_reduction {
+  VL_REDUCTION_NONE, VL_REDUCTION_MEAN, VL_REDUCTION_SUM,
+  VL_REDUCTION_BATCHMEAN   /* kl_div only: sum / input's first dim */
+} vl_reduction;
+/* "none", "mean", "sum" (and "batchmean" when batchmean_ok). */
+int vl_reduction_from_name(const char *op, const char *name, bool batchmean_ok, vl_reduction *out);
+
+/* input [C], [N, C] or [N, C, d1, ...]; target 0-based class indices
+   (integer, input's shape without the class dim) or probabilities
+   (float, input's shape). PyTorch 1.13 semantics: weighted mean divides
+   by the weights of the counted targets; label smoothing mixes the
+   target with the uniform distribution; ignore_index applies to class
+   targets only. */
+vl_tensor *vl_cross_entropy(const vl_tensor *input, const vl_tensor *target, const vl_tensor *weight,
+                            int64_t ignore_index, vl_reduction red, double label_smoothing);
+/* input holds log-probabilities; class-index targets only. */
+vl_tensor *vl_nll_loss(const vl_tensor *input, const vl_tensor *target, const vl_tensor *weight,
+                       int64_t ignore_index, vl_reduction red);
+/* input and target broadcast together (gradients for both). */
+vl_tensor *vl_mse_loss(const vl_tensor *input, const vl_tensor *target, vl_reduction red);
+vl_tensor *vl_l1_loss(const vl_tensor *input, const vl_tensor *target, vl_reduction red);
+/* 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0: L1). */
+vl_tensor *vl_smooth_l1_loss(const vl_tensor *input, const vl_tensor *target, vl_reduction red, double beta);
+/* target has input's shape; weight and pos_weight broadcast to it. */
+vl_tensor *vl_binary_cross_entropy_with_logits(const vl_tensor *input, const vl_tensor *target,
+                                               const vl_tensor *weight, const vl_tensor *pos_weight,
+                                               vl_reduction red);
+/* input: log-probabilities; target: probabilities (log_target: log-probabilities). */
+vl_tensor *vl_kl_div(const vl_tensor *input, const vl_tensor *target, vl_reduction red, bool log_target);
+/* sum over dim of (a / max(|a|, eps)) * (b / max(|b|, eps)); a, b broadcast. */
+vl_tensor *vl_cosine_similarity(const vl_tensor *a, const vl_tensor *b, int dim, double eps);
+
 #endif /* VL_H */
