@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,11 +571,52 @@ static int loadline(lua_State *L) {
   return status;
 }
 
+/* Sequences this short, of plain values and without a __tostring, print
+   their contents ({2, 3}) instead of an address: shapes read at a glance. */
+#define REPL_SHOW_SEQUENCE_MAX 16
+
+static bool show_sequence(lua_State *L, int i) {
+  if (!lua_istable(L, i) || luaL_getmetafield(L, i, "__tostring") != LUA_TNIL) {
+    if (lua_istable(L, i)) lua_pop(L, 1);
+    return false;
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, i);
+  if (n == 0 || n > REPL_SHOW_SEQUENCE_MAX) return false;
+  lua_pushnil(L);
+  lua_Integer keys = 0;
+  while (lua_next(L, i)) {
+    int t = lua_type(L, -1);
+    lua_pop(L, 1);
+    if (++keys > n || (t != LUA_TNUMBER && t != LUA_TBOOLEAN && t != LUA_TSTRING)) {
+      lua_pop(L, 1);
+      return false;
+    }
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '{');
+  for (lua_Integer k = 1; k <= n; k++) {
+    if (k > 1) luaL_addstring(&b, ", ");
+    lua_rawgeti(L, i, k);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1));
+      lua_remove(L, -2);
+    } else {
+      luaL_tolstring(L, -1, NULL);
+      lua_remove(L, -2);
+    }
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '}');
+  luaL_pushresult(&b);
+  return true;
+}
+
 static int p_print(lua_State *L) {
   int n = lua_gettop(L), i;
   for (i = 1; i <= n; i++) {
     size_t len;
-    const char *s = luaL_tolstring(L, i, &len);
+    const char *s = show_sequence(L, i) ? lua_tolstring(L, -1, &len) : luaL_tolstring(L, i, &len);
     if (i > 1) lua_writestring("\t", 1);
     lua_writestring(s, len);
     lua_pop(L, 1);
