@@ -294,6 +294,13 @@ describe("vlua REPL on a pipe", function()
     assert.matches("stack traceback:", r.err, 1, true)
   end)
 
+  it("shows short plain sequences such as shapes by their contents", function()
+    local r = run("-i", { stdin = "vl.ones(2, 3):size()\n{1, 'a', true}\n{{1}}\n" })
+    assert.equals(0, r.code)
+    assert.equals("{2, 3}\n{1, \"a\", true}\n", r.out:match("^(.-\n.-\n)"))
+    assert.matches("^table: ", r.out:match("\n.-\n(.*)$"))
+  end)
+
   it("accepts multi-line definitions", function()
     local r = run("-i", {
       stdin = "function sq(x)\n  local y = x * x\n  return y\nend\nsq(7)\nt = {\n  1,\n  2,\n}\nprint(#t)\n",
