@@ -357,8 +357,8 @@ static int run_node(vl_node *n, bool retain_graph, node_list *ready) {
   vl_tensor *gi[VL_NODE_MAX_ARGS * 8];
   vl_tensor **grads = n->ninputs <= (int)(sizeof gi / sizeof gi[0]) ? gi : calloc((size_t)n->ninputs, sizeof *grads);
   if (grads == NULL) rc = vl_error(VL_ENOMEM, "out of memory: backward");
+  for (int i = 0; i < n->ninputs && grads; i++) grads[i] = NULL;
   if (rc == VL_OK) {
-    for (int i = 0; i < n->ninputs; i++) grads[i] = NULL;
     vl_clear_error();
     rc = n->backward(n, g, grads);
     for (int i = 0; i < n->ninputs && rc == VL_OK; i++)

@@ -1,6 +1,13 @@
 /*
 ** elementwise.c — unary and binary element-wise ops, clamp, where,
-** masked_fill (prefix vl_).
+** masked_fill (prefix vl_), and their reverse-mode gradients.
+**
+** Autograd: an out-of-place op whose input requires grad records one node
+** (unary_record, binary_record, where_record) saving only what its
+** backward reads; the backward turns the output gradient into each
+** input's with one fused pass (grad_kernel) or a plain op, summed over
+** broadcast dims by vl_ag_reduce_to. In-place forms refuse tensors in the
+** graph (vl_ag_check_inplace) and bump the storage version after writing.
 **
 ** Every op runs through one strided loop driver (ew_run): the operands'
 ** strides are broadcast to the output shape, adjacent dims that can be
@@ -14,9 +21,9 @@
 ** Kernels by dtype:
 **  - float32 / float64 with every operand in that dtype: typed loops. The
 **    exp family on float32 (exp, sigmoid, tanh, silu, gelu, gelu_tanh,
-**    softplus) uses ew_expf below, written so that the compiler vectorises
-**    it (glibc's expf does not vectorise without -ffast-math); float64
-**    uses libm.
+**    softplus) uses vl_expf (vl_internal.h), written so that the
+**    compiler vectorises it (glibc's expf does not vectorise without
+**    -ffast-math); float64 uses libm.
 **  - integer/bool compute dtypes: elements read as int64, integer
 **    arithmetic wrapping like PyTorch (no signed overflow in C).
 **  - everything else (float16, bfloat16, mixed dtypes): elements read as
@@ -40,6 +47,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "autograd.h"
 #include "vl_internal.h"
 
 /* Most operands one kernel walks at once: output + 3 inputs (where). */
@@ -110,63 +118,9 @@ static bool unop_keeps_int(int op) {
 /* Scalar math                                                          */
 /* ------------------------------------------------------------------ */
 
-EW_INLINE uint32_t f2u(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-EW_INLINE float u2f(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-
-/* exp for float32, written to vectorise: no branches, no calls.
-   Range reduction x = k ln2 + r, |r| <= ln2/2, with ln2 split in two
-   (Cody-Waite: k * EW_LN2_HI is exact for |k| <= 2^15); exp(r) by the
-   Cephes minimax polynomial; 2^k applied as two factors 2^(k/2) so that
-   results down to the smallest subnormal round only once. Max error about
-   1 ulp on normal results; inf for x > 88.72..., 0 below -103.97..., NaN
-   in gives NaN out. */
-#define EW_EXPF_HI 89.0f     /* exp(89) overflows float32: clamp to here */
-#define EW_EXPF_LO (-104.0f) /* exp(-104) rounds to 0: clamp to here */
-#define EW_LN2_HI 0.693359375f
-#define EW_LN2_LO (-2.12194440e-4f)
-#define EW_LOG2E 1.44269504088896341f
-#define EW_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
-
-EW_INLINE float ew_expf(float x) {
-  float xc = x > EW_EXPF_HI ? EW_EXPF_HI : x;
-  xc = xc < EW_EXPF_LO ? EW_EXPF_LO : xc;
-  float t = xc * EW_LOG2E + EW_ROUND_MAGIC;
-  float kf = t - EW_ROUND_MAGIC;
-  int32_t k = (int32_t)(f2u(t) - f2u(EW_ROUND_MAGIC));
-  float r = xc - kf * EW_LN2_HI;
-  r = r - kf * EW_LN2_LO;
-  float z = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * z + r + 1.0f;
-  int32_t k1 = k >> 1;
-  int32_t k2 = k - k1;
-  float s1 = u2f((uint32_t)(k1 + 127) << 23);
-  float s2 = u2f((uint32_t)(k2 + 127) << 23);
-  float res = p * s1 * s2;
-  return x != x ? x : res;
-}
-
-/* Exposed for the C tests (declared there, not in vl.h). */
-float vl__expf(float x);
-float vl__expf(float x) { return ew_expf(x); }
-
 /* 1 / (1 + exp(-x)) without overflow or cancellation on either side. */
 EW_INLINE float ew_sigmoidf(float x) {
-  float e = ew_expf(-fabsf(x));
+  float e = vl_expf(-fabsf(x));
   float r = 1.0f / (1.0f + e);
   return x >= 0.0f ? r : e * r;
 }
@@ -186,7 +140,7 @@ EW_INLINE float ew_tanhf(float x) {
   p = p * z + 2.0f / 15.0f;
   p = p * z - 1.0f / 3.0f;
   float small = x + x * z * p;
-  float e = ew_expf(2.0f * ax);
+  float e = vl_expf(2.0f * ax);
   float big = copysignf(1.0f - 2.0f / (e + 1.0f), x);
   return ax < EW_TANH_SMALL ? small : big;
 }
@@ -206,7 +160,7 @@ EW_INLINE float ew_gelu_tanhf(float x) {
   t = t > EW_GELU_ARG_CAP ? EW_GELU_ARG_CAP : t < -EW_GELU_ARG_CAP ? -EW_GELU_ARG_CAP : t;
   float hi = (float)t;
   float lo = (float)(t - (double)hi);
-  float e = ew_expf(-fabsf(hi)) * (1.0f - (hi >= 0.0f ? lo : -lo));
+  float e = vl_expf(-fabsf(hi)) * (1.0f - (hi >= 0.0f ? lo : -lo));
   float r = 1.0f / (1.0f + e);
   return x * (hi >= 0.0f ? r : e * r);
 }
@@ -236,7 +190,7 @@ EW_INLINE float ew_geluf(float x) {
   arg = arg < EW_GELU_EXP_FLOOR ? EW_GELU_EXP_FLOOR : arg;
   float hi = (float)arg;
   float lo = (float)(arg - (double)hi);
-  float erfc_z = tf * (ew_expf(hi) * (1.0f + lo));
+  float erfc_z = tf * (vl_expf(hi) * (1.0f + lo));
   float phi = x < 0.0f ? 0.5f * erfc_z : 1.0f - 0.5f * erfc_z;
   return x * phi;
 }
@@ -261,7 +215,7 @@ static inline double ew_softplus(double x, double beta, double thr) {
 
 static inline float ew_softplusf(float x, float beta, float thr) {
   float bx = beta * x;
-  return bx > thr ? x : log1pf(ew_expf(bx)) / beta;
+  return bx > thr ? x : log1pf(vl_expf(bx)) / beta;
 }
 
 EW_INLINE double ew_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x; } /* keeps 0, -0, NaN */
@@ -526,7 +480,7 @@ EW_CLONES static void un_f32(int64_t n, char *const *p, const int64_t *s, const 
   switch (c->op) {
     case VL_NEG: UN_LOOP(float, float, -x); break;
     case VL_ABS: UN_LOOP(float, float, fabsf(x)); break;
-    case VL_EXP: UN_LOOP(float, float, ew_expf(x)); break;
+    case VL_EXP: UN_LOOP(float, float, vl_expf(x)); break;
     case VL_LOG: UN_LOOP(float, float, logf(x)); break;
     case VL_SQRT: UN_LOOP(float, float, sqrtf(x)); break;
     case VL_RSQRT: UN_LOOP(float, float, 1.0f / sqrtf(x)); break;
@@ -826,6 +780,170 @@ static void fill_generic(int64_t n, char *const *p, const int64_t *s, const ew_c
 }
 
 /* ------------------------------------------------------------------ */
+/* Gradient kernels (backward of the ops above)                         */
+/* ------------------------------------------------------------------ */
+
+/* One fused pass per input gradient: out = g * d(op)/d(input), reading
+   the upstream gradient g and the saved tensors u (and v), all broadcast
+   to g's shape. Unary ops use their vl_unop code (EW_CLAMP for clamp)
+   with u = the saved input x or output y (see unary_saves); binary ops
+   use the codes below with u = a, v = b. Formulas and their conventions
+   at kinks follow PyTorch 1.13. */
+enum {
+  GR_DIV_B = EW_CLAMP + 1, /* -g * (a / b) / b */
+  GR_POW_A,                /* g * b * a^(b-1), 0 where b == 0 */
+  GR_POW_B,                /* g * a^b * log(a), 0 where a == 0 and b >= 0 */
+  GR_MAX_A,                /* ties split the gradient in half */
+  GR_MAX_B,
+  GR_MIN_A,
+  GR_MIN_B,
+  GR_REM_B                 /* -g * floor(a / b) */
+};
+
+#define EW_INV_SQRT_2PI 0.39894228040143267794 /* 1 / sqrt(2 pi) */
+
+/* d/dx of x * Phi(x): Phi(x) + x * phi(x). */
+static inline double gr_gelu(double x) {
+  return 0.5 * erfc(-x * M_SQRT1_2) + x * exp(-0.5 * x * x) * EW_INV_SQRT_2PI;
+}
+
+/* d/dx of 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + c x^3). */
+static inline double gr_gelu_tanh(double x) {
+  double x2 = x * x;
+  double t = tanh(EW_SQRT_2_OVER_PI * (x + EW_GELU_TANH_C * x2 * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * EW_SQRT_2_OVER_PI * (1.0 + 3.0 * EW_GELU_TANH_C * x2);
+}
+
+static inline double gr_silu(double x) {
+  double s = ew_sigmoid(x);
+  return s * (1.0 + x * (1.0 - s));
+}
+
+/* max/min: g to the larger (smaller) side, half each on ties, all of it
+   to both where a NaN makes every comparison false. */
+#define GR_MAXMIN(g, x, y, LOSES) ((x) == (y) ? 0.5 * (g) : (LOSES) ? 0.0 : (g))
+
+/* The gradient for one element, in double: the generic and float64 paths. */
+static inline double gr_d(int op, double g, double u, double v, const ew_ctx *c) {
+  switch (op) {
+    case VL_ABS: return g * ew_sign(u);
+    case VL_EXP: return g * u;
+    case VL_LOG: return g / u;
+    case VL_SQRT: return g / (2.0 * u);
+    case VL_RSQRT: return -0.5 * g * u * u * u;
+    case VL_SIN: return g * cos(u);
+    case VL_COS: return -g * sin(u);
+    case VL_TANH: return g * (1.0 - u * u);
+    case VL_SIGMOID: return g * u * (1.0 - u);
+    case VL_RELU: return u > 0.0 ? g : 0.0;
+    case VL_GELU: return g * gr_gelu(u);
+    case VL_GELU_TANH: return g * gr_gelu_tanh(u);
+    case VL_SILU: return g * gr_silu(u);
+    case VL_SOFTPLUS: return c->beta * u > c->thr ? g : g * ew_sigmoid(c->beta * u);
+    case VL_RECIPROCAL: return -g * u * u;
+    case VL_SQUARE: return 2.0 * g * u;
+    case EW_CLAMP: return (u >= c->lo && u <= c->hi) ? g : 0.0;
+    case GR_DIV_B: return -g * (u / v) / v;
+    case GR_POW_A: return v == 0.0 ? 0.0 : g * v * pow(u, v - 1.0);
+    case GR_POW_B: return (u == 0.0 && v >= 0.0) ? 0.0 : g * pow(u, v) * log(u);
+    case GR_MAX_A: return GR_MAXMIN(g, u, v, u < v);
+    case GR_MAX_B: return GR_MAXMIN(g, u, v, u > v);
+    case GR_MIN_A: return GR_MAXMIN(g, u, v, u > v);
+    case GR_MIN_B: return GR_MAXMIN(g, u, v, u < v);
+    case GR_REM_B: return -g * floor(u / v);
+    default: return 0.0;
+  }
+}
+
+/* p[0] = out, p[1] = g, p[2] = u (, p[3] = v): same type T throughout. */
+#define GR_LOOP(T, EXPR)                                                   \
+  do {                                                                     \
+    T *o_ = (T *)p[0];                                                     \
+    const T *g_ = (const T *)p[1], *u_ = (const T *)p[2];                  \
+    if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                             \
+      _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                \
+        T g = g_[i], u = u_[i];                                            \
+        o_[i] = (EXPR);                                                    \
+      }                                                                    \
+    } else {                                                               \
+      for (int64_t i = 0; i < n; i++) {                                    \
+        T g = g_[i * s[1]], u = u_[i * s[2]];                              \
+        o_[i * s[0]] = (EXPR);                                             \
+      }                                                                    \
+    }                                                                      \
+  } while (0)
+
+#define GR_LOOP2(T, EXPR)                                                  \
+  do {                                                                     \
+    T *o_ = (T *)p[0];                                                     \
+    const T *g_ = (const T *)p[1], *u_ = (const T *)p[2], *v_ = (const T *)p[3]; \
+    for (int64_t i = 0; i < n; i++) {                                      \
+      T g = g_[i * s[1]], u = u_[i * s[2]], v = v_[i * s[3]];              \
+      o_[i * s[0]] = (EXPR);                                               \
+    }                                                                      \
+  } while (0)
+
+EW_CLONES static void gr_f32(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
+  const float lo = (float)c->lo, hi = (float)c->hi, beta = (float)c->beta, thr = (float)c->thr;
+  switch (c->op) {
+    case VL_ABS: GR_LOOP(float, g * ew_signf(u)); break;
+    case VL_EXP: GR_LOOP(float, g * u); break;
+    case VL_LOG: GR_LOOP(float, g / u); break;
+    case VL_SQRT: GR_LOOP(float, g / (2.0f * u)); break;
+    case VL_RSQRT: GR_LOOP(float, -0.5f * g * u * u * u); break;
+    case VL_SIN: GR_LOOP(float, g * cosf(u)); break;
+    case VL_COS: GR_LOOP(float, -g * sinf(u)); break;
+    case VL_TANH: GR_LOOP(float, g * (1.0f - u * u)); break;
+    case VL_SIGMOID: GR_LOOP(float, g * u * (1.0f - u)); break;
+    case VL_RELU: GR_LOOP(float, u > 0.0f ? g : 0.0f); break;
+    case VL_GELU: GR_LOOP(float, g * (float)gr_gelu(u)); break;
+    case VL_GELU_TANH: GR_LOOP(float, g * (float)gr_gelu_tanh(u)); break;
+    case VL_SILU: GR_LOOP(float, g * (ew_sigmoidf(u) * (1.0f + u * (1.0f - ew_sigmoidf(u))))); break;
+    case VL_SOFTPLUS: GR_LOOP(float, beta * u > thr ? g : g * ew_sigmoidf(beta * u)); break;
+    case VL_RECIPROCAL: GR_LOOP(float, -g * u * u); break;
+    case VL_SQUARE: GR_LOOP(float, 2.0f * g * u); break;
+    case EW_CLAMP: GR_LOOP(float, (u >= lo && u <= hi) ? g : 0.0f); break;
+    default: GR_LOOP2(float, (float)gr_d(c->op, g, u, v, c)); break;
+  }
+}
+
+static void gr_f64(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
+  if (c->op > EW_CLAMP)
+    GR_LOOP2(double, gr_d(c->op, g, u, v, c));
+  else
+    GR_LOOP(double, gr_d(c->op, g, u, 0.0, c));
+}
+
+static void gr_generic(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
+  bool two = c->op > EW_CLAMP;
+  for (int64_t i = 0; i < n; i++) {
+    double v = two ? vl_load(p[3], i * s[3], c->dt[3]) : 0.0;
+    vl_store(p[0], i * s[0], c->dt[0],
+             gr_d(c->op, vl_load(p[1], i * s[1], c->dt[1]), vl_load(p[2], i * s[2], c->dt[2]), v, c));
+  }
+}
+
+/* out (g's shape and dtype) = the gradient `c->op` of g, u (and v, for
+   the binary codes). u and v broadcast to g's shape. */
+static vl_tensor *grad_kernel(const ew_ctx *base, const vl_tensor *g, const vl_tensor *u, const vl_tensor *v) {
+  vl_tensor *out = vl_empty(g->ndim, g->shape, g->dtype);
+  if (out == NULL) return NULL;
+  const vl_tensor *ops[EW_MAX_OPS] = {out, g, u, v};
+  int nops = base->op > EW_CLAMP ? 4 : 3;
+  ew_plan pl;
+  plan_init(&pl, g->ndim, g->shape, nops, ops);
+  ew_ctx c = *base;
+  bool all32 = true, all64 = true;
+  for (int k = 0; k < nops; k++) {
+    c.dt[k] = ops[k]->dtype;
+    all32 = all32 && c.dt[k] == VL_FLOAT32;
+    all64 = all64 && c.dt[k] == VL_FLOAT64;
+  }
+  ew_run(&pl, all32 ? gr_f32 : all64 ? gr_f64 : gr_generic, &c);
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
 /* Shared checks                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -906,6 +1024,70 @@ static int unary_into(const char *name, ew_ctx *c, vl_tensor *out, const vl_tens
   return VL_OK;
 }
 
+static void ctx_init(ew_ctx *c, int op);
+
+/* What a unary op's backward reads: nothing, its input x or its output y
+   (whichever the formula needs; the output when both would do). */
+enum { SAVE_NONE, SAVE_INPUT, SAVE_OUTPUT };
+
+static int unary_saves(int op) {
+  switch (op) {
+    case VL_EXP: case VL_SQRT: case VL_RSQRT: case VL_TANH: case VL_SIGMOID:
+    case VL_RELU: case VL_RECIPROCAL:
+      return SAVE_OUTPUT;
+    case VL_NEG: case VL_SIGN: case VL_FLOOR: case VL_CEIL: case VL_ROUND:
+      return SAVE_NONE;
+    default:
+      return SAVE_INPUT; /* abs log sin cos gelu gelu_tanh silu softplus square clamp */
+  }
+}
+
+/* iarg[0] = op; arg = beta, threshold (softplus), lo, hi (clamp). */
+static int unary_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int op = (int)n->iarg[0];
+  vl_tensor *r;
+  switch (op) {
+    case VL_NEG: r = vl_unary(VL_NEG, g); break;
+    case VL_SIGN: case VL_FLOOR: case VL_CEIL: case VL_ROUND: /* piecewise constant */
+      r = vl_zeros(n->in_ndim[0], n->in_shape[0], n->in_dtype[0]);
+      break;
+    default: {
+      ew_ctx c;
+      ctx_init(&c, op);
+      c.beta = n->arg[0];
+      c.thr = n->arg[1];
+      c.lo = n->arg[2];
+      c.hi = n->arg[3];
+      r = grad_kernel(&c, g, n->saved[0], NULL);
+    }
+  }
+  gi[0] = vl_ag_reduce_to(n, 0, r);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+/* Record the node of out = op(a) when a needs a gradient; releases out
+   and returns NULL on failure. logical_not (bool output) records none. */
+static vl_tensor *unary_record(const char *name, const ew_ctx *c, const vl_tensor *a, vl_tensor *out) {
+  if (c->op == VL_LOGICAL_NOT || !vl_dtype_is_float(out->dtype) || !vl_ag_needed(1, &a)) return out;
+  vl_node *n = vl_ag_node(name, unary_backward, 1, &a);
+  int saves = unary_saves(c->op);
+  if (n) {
+    n->iarg[0] = c->op;
+    n->arg[0] = c->beta;
+    n->arg[1] = c->thr;
+    n->arg[2] = c->lo;
+    n->arg[3] = c->hi;
+  }
+  if (n == NULL || (saves != SAVE_NONE && vl_ag_save(n, saves == SAVE_INPUT ? a : out) < 0) ||
+      vl_ag_attach(out, n) != VL_OK) {
+    vl_ag_node_release(n);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* `name` must be a literal: the graph keeps it as the grad_fn name. */
 static vl_tensor *unary_new(const char *name, ew_ctx *c, const vl_tensor *a) {
   if (check_tensor(name, "input", a)) return NULL;
   vl_tensor *out = vl_empty(a->ndim, a->shape, unary_result_dtype(c->op, a->dtype));
@@ -914,14 +1096,17 @@ static vl_tensor *unary_new(const char *name, ew_ctx *c, const vl_tensor *a) {
     vl_tensor_release(out);
     return NULL;
   }
-  return out;
+  return unary_record(name, c, a, out);
 }
 
 static int unary_inplace(const char *name, ew_ctx *c, vl_tensor *a) {
   if (check_tensor(name, "input", a)) return vl_last_status();
+  if (vl_ag_check_inplace(name, a) != VL_OK) return vl_last_status();
   int rc = check_writable(name, a);
   if (rc) return rc;
-  return unary_into(name, c, a, a);
+  rc = unary_into(name, c, a, a);
+  if (rc == VL_OK) vl_bump_version(a);
+  return rc;
 }
 
 #define EW_SOFTPLUS_BETA 1.0
@@ -1064,6 +1249,87 @@ static int binary_into(const char *name, vl_binop op, vl_tensor *out, const vl_t
   return VL_OK;
 }
 
+/* iarg[0] = op, iarg[1] / iarg[2] = the slots where a / b were saved
+   (-1: not saved). Each gradient is summed over the dims its input was
+   broadcast along. */
+static int binary_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int op = (int)n->iarg[0];
+  const vl_tensor *a = n->iarg[1] >= 0 ? n->saved[n->iarg[1]] : NULL;
+  const vl_tensor *b = n->iarg[2] >= 0 ? n->saved[n->iarg[2]] : NULL;
+  ew_ctx c;
+  ctx_init(&c, 0);
+  for (int i = 0; i < 2; i++) {
+    if (!n->needs[i]) continue;
+    vl_tensor *r = NULL;
+    switch (op) {
+      case VL_ADD: vl_tensor_retain((vl_tensor *)g), r = (vl_tensor *)g; break;
+      case VL_SUB:
+        if (i == 0) vl_tensor_retain((vl_tensor *)g), r = (vl_tensor *)g;
+        else r = vl_unary(VL_NEG, g);
+        break;
+      case VL_MUL: r = vl_binary(VL_MUL, g, i == 0 ? b : a); break;
+      case VL_DIV:
+        if (i == 0) {
+          r = vl_binary(VL_DIV, g, b);
+        } else {
+          c.op = GR_DIV_B;
+          r = grad_kernel(&c, g, a, b);
+        }
+        break;
+      case VL_REMAINDER:
+        if (i == 0) {
+          vl_tensor_retain((vl_tensor *)g), r = (vl_tensor *)g;
+        } else {
+          c.op = GR_REM_B;
+          r = grad_kernel(&c, g, a, b);
+        }
+        break;
+      case VL_POW: c.op = i == 0 ? GR_POW_A : GR_POW_B; r = grad_kernel(&c, g, a, b); break;
+      case VL_MAXIMUM: c.op = i == 0 ? GR_MAX_A : GR_MAX_B; r = grad_kernel(&c, g, a, b); break;
+      case VL_MINIMUM: c.op = i == 0 ? GR_MIN_A : GR_MIN_B; r = grad_kernel(&c, g, a, b); break;
+      default: return vl_error(VL_ESTATE, "%s: no backward", n->name);
+    }
+    gi[i] = vl_ag_reduce_to(n, i, r);
+    if (gi[i] == NULL) return vl_last_status();
+  }
+  return VL_OK;
+}
+
+/* Which of a, b the backward of op reads, given which inputs need a
+   gradient (mul saves b only for a's gradient, a only for b's). */
+static void binary_saves(vl_binop op, const bool *needs, bool *save_a, bool *save_b) {
+  switch (op) {
+    case VL_MUL: *save_a = needs[1]; *save_b = needs[0]; break;
+    case VL_DIV: *save_a = needs[1]; *save_b = true; break;
+    case VL_REMAINDER: *save_a = *save_b = needs[1]; break;
+    case VL_POW: case VL_MAXIMUM: case VL_MINIMUM: *save_a = *save_b = true; break;
+    default: *save_a = *save_b = false; break; /* add, sub */
+  }
+}
+
+/* Record the node of out = a op b; releases out and returns NULL on
+   failure. Comparisons and logical ops (bool outputs) record none. */
+static vl_tensor *binary_record(vl_binop op, const vl_tensor *a, const vl_tensor *b, vl_tensor *out) {
+  const vl_tensor *in[2] = {a, b};
+  if (binop_gives_bool(op) || !vl_dtype_is_float(out->dtype) || !vl_ag_needed(2, in)) return out;
+  vl_node *n = vl_ag_node(binop_names[op], binary_backward, 2, in);
+  bool ok = n != NULL;
+  if (ok) {
+    bool sa, sb;
+    binary_saves(op, n->needs, &sa, &sb);
+    n->iarg[0] = op;
+    n->iarg[1] = sa ? vl_ag_save(n, a) : -1;
+    n->iarg[2] = sb ? vl_ag_save(n, b) : -1;
+    ok = (!sa || n->iarg[1] >= 0) && (!sb || n->iarg[2] >= 0) && vl_ag_attach(out, n) == VL_OK;
+  }
+  if (!ok) {
+    vl_ag_node_release(n);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
 static int check_binop(const char *fn, vl_binop op) {
   if ((unsigned)op >= VL_BINOP_COUNT)
     return vl_error(VL_EARG, "%s: unknown op code %d (expected 0..%d)", fn, (int)op, VL_BINOP_COUNT - 1);
@@ -1083,7 +1349,7 @@ vl_tensor *vl_binary(vl_binop op, const vl_tensor *a, const vl_tensor *b) {
     vl_tensor_release(out);
     return NULL;
   }
-  return out;
+  return binary_record(op, a, b, out);
 }
 
 int vl_binary_(vl_binop op, vl_tensor *a, const vl_tensor *b) {
@@ -1092,6 +1358,12 @@ int vl_binary_(vl_binop op, vl_tensor *a, const vl_tensor *b) {
   char name[EW_NAME_MAX];
   snprintf(name, sizeof name, "%s_", binop_names[op]);
   if ((rc = check_tensor(name, "a", a)) || (rc = check_tensor(name, "b", b))) return rc;
+  if ((rc = vl_ag_check_inplace(name, a))) return rc;
+  if (vl_ag_needed(1, &b))
+    return vl_error(VL_ESTATE,
+                    "%s: the operand b requires grad, but in-place operations are not differentiable; write "
+                    "x = x %s y out of place (or run it inside vl.no_grad, or on y:detach())",
+                    name, binop_names[op]);
   int nd;
   int64_t shape[VL_MAX_DIMS];
   if ((rc = vl_broadcast_shapes(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape))) return rc;
@@ -1104,7 +1376,9 @@ int vl_binary_(vl_binop op, vl_tensor *a, const vl_tensor *b) {
                     vl_shape_str(b->ndim, b->shape, s3));
   }
   if ((rc = check_writable(name, a))) return rc;
-  return binary_into(name, op, a, a, b);
+  rc = binary_into(name, op, a, a, b);
+  if (rc == VL_OK) vl_bump_version(a);
+  return rc;
 }
 
 int vl_binary_out(vl_binop op, vl_tensor *out, const vl_tensor *a, const vl_tensor *b) {
@@ -1122,13 +1396,52 @@ int vl_binary_out(vl_binop op, vl_tensor *out, const vl_tensor *a, const vl_tens
     return vl_error(VL_ESHAPE, "%s: out has shape %s but the broadcast result has shape %s", name,
                     vl_shape_str(out->ndim, out->shape, s1), vl_shape_str(nd, shape, s2));
   }
+  if ((rc = vl_ag_check_inplace(name, out))) return rc;
+  const vl_tensor *in[2] = {a, b};
+  if (vl_ag_needed(2, in))
+    return vl_error(VL_ESTATE,
+                    "%s: writing into an out tensor is not differentiable and an input requires grad; use "
+                    "vl_binary (or run it with recording off)",
+                    name);
   if ((rc = check_writable(name, out))) return rc;
-  return binary_into(name, op, out, a, b);
+  rc = binary_into(name, op, out, a, b);
+  if (rc == VL_OK) vl_bump_version(out);
+  return rc;
 }
 
 /* ------------------------------------------------------------------ */
 /* where, masked_fill                                                   */
 /* ------------------------------------------------------------------ */
+
+/* where: the gradient goes to a where cond holds and to b elsewhere;
+   masked_fill: to a where the mask does not hold. saved[0] = cond/mask. */
+static int where_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  vl_tensor *zero = vl_scalar(0, g->dtype);
+  if (zero == NULL) return vl_last_status();
+  bool fill = n->ninputs == 1;
+  int rc = VL_OK;
+  for (int i = 0; i < n->ninputs && rc == VL_OK; i++) {
+    if (!n->needs[i]) continue;
+    bool takes_true = i == 0 && !fill;
+    gi[i] = vl_ag_reduce_to(n, i, vl_where(n->saved[0], takes_true ? g : zero, takes_true ? zero : g));
+    if (gi[i] == NULL) rc = vl_last_status();
+  }
+  vl_tensor_release(zero);
+  return rc;
+}
+
+/* Record where (inputs a, b) or masked_fill (input a); `mask` is saved. */
+static vl_tensor *where_record(const char *name, const vl_tensor *mask, int nin, const vl_tensor *const *in,
+                               vl_tensor *out) {
+  if (!vl_dtype_is_float(out->dtype) || !vl_ag_needed(nin, in)) return out;
+  vl_node *n = vl_ag_node(name, where_backward, nin, in);
+  if (n == NULL || vl_ag_save(n, mask) < 0 || vl_ag_attach(out, n) != VL_OK) {
+    vl_ag_node_release(n);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
 
 static int check_mask_dtype(const char *op, const char *what, const vl_tensor *m) {
   if (m->dtype != VL_BOOL && m->dtype != VL_UINT8)
@@ -1157,7 +1470,7 @@ vl_tensor *vl_where(const vl_tensor *cond, const vl_tensor *a, const vl_tensor *
   if (a->dtype == dt && b->dtype == dt && dt == VL_FLOAT32) fn = where_f32;
   if (a->dtype == dt && b->dtype == dt && dt == VL_FLOAT64) fn = where_f64;
   ew_run(&pl, fn, &c);
-  return out;
+  return where_record(name, cond, 2, (const vl_tensor *[]){a, b}, out);
 }
 
 int vl_masked_fill_(vl_tensor *a, const vl_tensor *mask, double value) {
@@ -1165,6 +1478,7 @@ int vl_masked_fill_(vl_tensor *a, const vl_tensor *mask, double value) {
   int rc;
   if ((rc = check_tensor(name, "tensor", a)) || (rc = check_tensor(name, "mask", mask))) return rc;
   if ((rc = check_mask_dtype(name, "mask", mask))) return rc;
+  if ((rc = vl_ag_check_inplace(name, a))) return rc;
   int nd;
   int64_t shape[VL_MAX_DIMS];
   if ((rc = vl_broadcast_shapes(name, a->ndim, a->shape, mask->ndim, mask->shape, &nd, shape))) return rc;
@@ -1187,6 +1501,7 @@ int vl_masked_fill_(vl_tensor *a, const vl_tensor *mask, double value) {
   c.value = value;
   ew_run(&pl, a->dtype == VL_FLOAT32 ? fill_f32 : fill_generic, &c);
   vl_tensor_release(tmp);
+  vl_bump_version(a);
   return VL_OK;
 }
 
@@ -1202,11 +1517,13 @@ vl_tensor *vl_masked_fill(const vl_tensor *a, const vl_tensor *mask, double valu
              vl_shape_str(mask->ndim, mask->shape, s1), vl_shape_str(a->ndim, a->shape, s2));
     return NULL;
   }
-  vl_tensor *out = vl_clone(a);
+  vl_tensor *d = vl_detach(a); /* the copy is filled in place: it must not be in the graph */
+  vl_tensor *out = d ? vl_clone(d) : NULL;
+  vl_tensor_release(d);
   if (out == NULL) return NULL;
   if (vl_masked_fill_(out, mask, value) != VL_OK) {
     vl_tensor_release(out);
     return NULL;
   }
-  return out;
+  return where_record("masked_fill", mask, 1, &a, out);
 }

@@ -179,6 +179,7 @@ vl_storage *vl_storage_new(size_t nbytes) {
   s->kind = mapped ? (fresh ? VL_STORAGE_MAPPED : VL_STORAGE_MAPPED_REUSED) : VL_STORAGE_HEAP;
   s->release = NULL;
   s->release_ctx = NULL;
+  s->gc_reported = false;
   return s;
 }
 
@@ -194,6 +195,7 @@ vl_storage *vl_storage_wrap(void *data, size_t nbytes, vl_release_fn release, vo
   s->kind = VL_STORAGE_EXTERNAL;
   s->release = release;
   s->release_ctx = ctx;
+  s->gc_reported = false;
   return s;
 }
 

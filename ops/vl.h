@@ -110,6 +110,7 @@ typedef struct vl_storage {
   vl_storage_kind kind;
   vl_release_fn release;  /* VL_STORAGE_EXTERNAL only (may be NULL: not freed) */
   void *release_ctx;
+  bool gc_reported;       /* a binding told its garbage collector about these bytes */
 } vl_storage;
 
 struct vl_grad_meta;      /* autograd state, ops/autograd.c */

@@ -63,10 +63,12 @@ vl_tensor *vlua_checktensor(lua_State *L, int idx) {
 }
 
 /* Tell the collector about tensor bytes it cannot see, so that a loop
-   making big tensors collects the dead ones in time. Views share their
-   storage: only a storage with a single owner is new memory. */
+   making big tensors collects the dead ones in time. Each storage is
+   reported once, when a tensor over it first reaches Lua (views and
+   tensors saved by autograd share it). */
 static void report_bytes(lua_State *L, const vl_tensor *t) {
-  if (t->storage->refcount != 1 || t->storage->kind == VL_STORAGE_EXTERNAL) return;
+  if (t->storage->gc_reported || t->storage->kind == VL_STORAGE_EXTERNAL) return;
+  t->storage->gc_reported = true;
   size_t kib = t->storage->nbytes / 1024;
   if (kib > 0) lua_gc(L, LUA_GCSTEP, kib > INT32_MAX ? INT32_MAX : (int)kib);
 }
