@@ -22,7 +22,7 @@ CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp \
            -D_DEFAULT_SOURCE -D_GNU_SOURCE $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS += -fopenmp $(EXTRA_LDFLAGS)
-LIBS    := $(PKG_LIBS) -lreadline -lz -lm -ldl -lpthread
+LIBS    := $(PKG_LIBS) -lreadline -lcjson -lz -lm -ldl -lpthread
 
 OPS_SRC   := $(sort $(wildcard ops/*.c ops/*/*.c))
 # libvlua (and vl.so, for require "vl" from a stock lua5.4) hold the core,
@@ -94,6 +94,25 @@ asan: setup
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh build-asan
 
+# libFuzzer harnesses for the file parsers (tests/fuzz/fuzz_*.c), clang with
+# ASan + UBSan; each runs FUZZ_SECONDS, seeded with the test fixtures.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := safetensors npy idx
+.PHONY: fuzz
+fuzz:
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ_CC) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer -fopenmp -D_DEFAULT_SOURCE -D_GNU_SOURCE $(PKG_CFLAGS) -Iops \
+	    -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(OPS_SRC) \
+	    $(filter-out -llua5.4 -lreadline,$(LIBS)) || exit 1; \
+	  mkdir -p build-fuzz/corpus_$$t; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    build-fuzz/corpus_$$t tests/fixtures/io || exit 1; \
+	done
+
 bench: all
 	@for f in scripts/bench/*.lua; do echo "== $$f"; $(BUILD)/vlua $$f || exit 1; done
 
@@ -120,7 +139,7 @@ clean:
 	rm -rf build build-asan build-*
 
 # man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
-MAN_PARTS := tensor elementwise reduce linalg index random
+MAN_PARTS := tensor elementwise reduce linalg index random io nn nn_lua optim conv
 .PHONY: man
 man:
 	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

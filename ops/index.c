@@ -8,10 +8,17 @@
 ** an error and never a wild read or write. Kernels that only move
 ** elements (gather, index_select, sort values, flip, roll, repeat) copy
 ** raw element bytes, so every dtype is exact (int64 past 2^53 included).
+**
+** Autograd (section at the end): cat, stack, gather, scatter,
+** index_select, masked_select, sort/topk values, flip, roll, repeat, tril
+** and triu record a node; split/chunk pieces are narrow views, which
+** record themselves (ops/tensor.c). scatter_/scatter_add_ are in place
+** and not differentiable; nonzero and index outputs take no part.
 */
 #include <omp.h>
 #include <stdlib.h>
 
+#include "autograd.h"
 #include "vl_internal.h"
 
 /* Runs shorter than this are insertion-sorted inside the merge sort. */
@@ -188,7 +195,7 @@ static int check_writable(const char *op, const vl_tensor *t) {
 
 static bool legacy_empty(const vl_tensor *t) { return t->ndim == 1 && t->shape[0] == 0; }
 
-vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim) {
+static vl_tensor *cat_fwd(int n, const vl_tensor *const *ts, int dim, int *dout) {
   char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
   if (n <= 0 || ts == NULL) return vl_error(VL_EARG, "cat: expected a non-empty list of tensors (got %d)", n), NULL;
   for (int i = 0; i < n; i++)
@@ -209,6 +216,7 @@ vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim) {
            NULL;
   int d;
   if (vl_wrap_dim("cat", dim, r->ndim, &d)) return NULL;
+  *dout = d;
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
     const vl_tensor *t = ts[i];
@@ -251,7 +259,7 @@ vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim) {
   return out;
 }
 
-vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim) {
+static vl_tensor *stack_fwd(int n, const vl_tensor *const *ts, int dim, int *dout) {
   char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
   if (n <= 0 || ts == NULL)
     return vl_error(VL_EARG, "stack: expected a non-empty list of tensors (got %d)", n), NULL;
@@ -267,6 +275,7 @@ vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim) {
            NULL;
   int d;
   if (vl_wrap_dim("stack", dim, ts[0]->ndim + 1, &d)) return NULL;
+  *dout = d;
   vl_tensor **us = calloc((size_t)n, sizeof *us);
   if (us == NULL) return vl_error(VL_ENOMEM, "stack: out of memory"), NULL;
   vl_tensor *out = NULL;
@@ -275,7 +284,8 @@ vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim) {
     us[i] = vl_unsqueeze(ts[i], d);
     if (us[i] == NULL) break;
   }
-  if (i == n) out = vl_cat(n, (const vl_tensor *const *)us, d);
+  int dc;
+  if (i == n) out = cat_fwd(n, (const vl_tensor *const *)us, d, &dc);
   for (i = 0; i < n; i++) vl_tensor_release(us[i]);
   free(us);
   return out;
@@ -394,7 +404,7 @@ static void gather_row(char *out, const char *tb, int64_t to, int64_t ts, int64_
   }
 }
 
-vl_tensor *vl_gather(const vl_tensor *t, int dim, const vl_tensor *index) {
+static vl_tensor *gather_fwd(const vl_tensor *t, int dim, const vl_tensor *index) {
   char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
   if (check_index_dtype("gather", index)) return NULL;
   layout T, I;
@@ -538,15 +548,30 @@ static int scatter_impl(const char *op, vl_tensor *t, int dim, const vl_tensor *
   return VL_OK;
 }
 
+/* In place: not differentiable. A tensor in a graph is refused, and so
+   is a src that requires grad (its gradient would be lost). */
+static int scatter_inplace(const char *op, vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src,
+                           bool add) {
+  if (vl_ag_check_inplace(op, t) != VL_OK) return vl_last_status();
+  if (src && vl_ag_needed(1, &src))
+    return vl_error(VL_ESTATE,
+                    "%s: src requires grad, but the in-place scatter is not differentiable; use the out-of-place "
+                    "scatter, or run it inside vl.no_grad",
+                    op);
+  int rc = scatter_impl(op, t, dim, index, src, add);
+  if (rc == VL_OK) vl_bump_version(t);
+  return rc;
+}
+
 int vl_scatter_(vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
-  return scatter_impl("scatter_", t, dim, index, src, false);
+  return scatter_inplace("scatter_", t, dim, index, src, false);
 }
 
 int vl_scatter_add_(vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
-  return scatter_impl("scatter_add_", t, dim, index, src, true);
+  return scatter_inplace("scatter_add_", t, dim, index, src, true);
 }
 
-vl_tensor *vl_scatter(const vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
+static vl_tensor *scatter_fwd(const vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
   vl_tensor *out = vl_clone(t);
   if (out == NULL) return NULL;
   if (scatter_impl("scatter", out, dim, index, src, false) != VL_OK) {
@@ -560,7 +585,7 @@ vl_tensor *vl_scatter(const vl_tensor *t, int dim, const vl_tensor *index, const
 /* index_select, masked_select, nonzero                                */
 /* ------------------------------------------------------------------ */
 
-vl_tensor *vl_index_select(const vl_tensor *t, int dim, const vl_tensor *index) {
+static vl_tensor *index_select_fwd(const vl_tensor *t, int dim, const vl_tensor *index) {
   char s1[VL_SHAPE_STR];
   if (check_index_dtype("index_select", index)) return NULL;
   if (index->ndim > 1)
@@ -628,7 +653,7 @@ vl_tensor *vl_index_select(const vl_tensor *t, int dim, const vl_tensor *index) 
   return out;
 }
 
-vl_tensor *vl_masked_select(const vl_tensor *t, const vl_tensor *mask) {
+static vl_tensor *masked_select_fwd(const vl_tensor *t, const vl_tensor *mask) {
   if (mask->dtype != VL_BOOL && mask->dtype != VL_UINT8)
     return vl_error(VL_EDTYPE, "masked_select: mask must be bool or uint8, got %s", vl_dtype_name(mask->dtype)),
            NULL;
@@ -930,8 +955,12 @@ static int sort_impl(const char *op, const vl_tensor *t, int dim, bool descendin
   return VL_OK;
 }
 
+static int record_sort(const char *op, int rc, const vl_tensor *t, int dim, vl_tensor **values,
+                       vl_tensor **indices);
+
 int vl_sort(const vl_tensor *t, int dim, bool descending, vl_tensor **values, vl_tensor **indices) {
-  return sort_impl("sort", t, dim, descending, -1, values, indices);
+  int rc = sort_impl("sort", t, dim, descending, -1, values, indices);
+  return record_sort("sort", rc, t, dim, values, indices);
 }
 
 /* Results always come sorted (stable: ties keep index order); `sorted`
@@ -943,14 +972,15 @@ int vl_topk(const vl_tensor *t, int64_t k, int dim, bool largest, bool sorted, v
     *values = *indices = NULL;
     return vl_error(VL_EARG, "topk: k must be >= 0 (got %lld)", (long long)k);
   }
-  return sort_impl("topk", t, dim, largest, k, values, indices);
+  int rc = sort_impl("topk", t, dim, largest, k, values, indices);
+  return record_sort("topk", rc, t, dim, values, indices);
 }
 
 /* ------------------------------------------------------------------ */
 /* flip, roll, repeat, tril, triu                                      */
 /* ------------------------------------------------------------------ */
 
-vl_tensor *vl_flip(const vl_tensor *t, int ndims, const int *dims) {
+static vl_tensor *flip_fwd(const vl_tensor *t, int ndims, const int *dims) {
   bool seen[VL_MAX_DIMS] = {false};
   if (ndims < 0) return vl_error(VL_EARG, "flip: negative number of dims (%d)", ndims), NULL;
   rawview src = raw_of(t);
@@ -994,7 +1024,7 @@ static int64_t wrap_shift(int64_t s, int64_t n) {
   return r < 0 ? r + n : r;
 }
 
-vl_tensor *vl_roll(const vl_tensor *t, int n, const int64_t *shifts, const int *dims) {
+static vl_tensor *roll_fwd(const vl_tensor *t, int n, const int64_t *shifts, const int *dims) {
   size_t es = vl_dtype_size(t->dtype);
   if (n <= 0) return vl_error(VL_EARG, "roll: expected at least one shift (got %d)", n), NULL;
   if (dims == NULL) { /* roll the flattened tensor, restore the shape */
@@ -1037,7 +1067,7 @@ vl_tensor *vl_roll(const vl_tensor *t, int n, const int64_t *shifts, const int *
   return cur;
 }
 
-vl_tensor *vl_repeat(const vl_tensor *t, int n, const int64_t *repeats) {
+static vl_tensor *repeat_fwd(const vl_tensor *t, int n, const int64_t *repeats) {
   if (n < t->ndim)
     return vl_error(VL_EARG, "repeat: %d repeat counts given for a %d-d tensor (need at least %d)", n, t->ndim,
                     t->ndim),
@@ -1124,5 +1154,420 @@ static vl_tensor *tri_impl(const char *op, const vl_tensor *t, int64_t k, bool l
   return out;
 }
 
-vl_tensor *vl_tril(const vl_tensor *t, int64_t k) { return tri_impl("tril", t, k, true); }
-vl_tensor *vl_triu(const vl_tensor *t, int64_t k) { return tri_impl("triu", t, k, false); }
+
+/* ------------------------------------------------------------------ */
+/* Autograd                                                            */
+/* ------------------------------------------------------------------ */
+
+/* The forwards above run with recording off (their own views, clones and
+   conversions must not record); each public op then records one node
+   when an input of a float dtype required grad as it began. */
+
+static bool grad_pause(void) {
+  bool was = vl_is_grad_enabled();
+  vl_set_grad_enabled(false);
+  return was;
+}
+
+/* Record `name` on out over inputs in[0..n), saving save[0..ns) and
+   setting iarg[0..ni). Releases out and returns NULL on failure. */
+static vl_tensor *ag_record(vl_tensor *out, bool rec, const char *name, vl_backward_fn fn, int n,
+                            const vl_tensor *const *in, int ns, const vl_tensor *const *save, int ni,
+                            const int64_t *iarg) {
+  if (out == NULL || !rec || !vl_dtype_is_float(out->dtype)) return out;
+  vl_node *node = vl_ag_node(name, fn, n, in);
+  bool ok = node != NULL;
+  for (int i = 0; ok && i < ns; i++) ok = vl_ag_save(node, save[i]) >= 0;
+  for (int i = 0; ok && i < ni; i++) node->iarg[i] = iarg[i];
+  if (!ok || vl_ag_attach(out, node) != VL_OK) {
+    vl_ag_node_release(node);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+#define RET_GI(n, i, expr)                                             \
+  do {                                                                 \
+    if ((n)->needs[i] && ((gi[i] = vl_ag_reduce_to((n), (i), (expr))) == NULL)) \
+      return vl_last_status();                                         \
+  } while (0)
+
+/* A zero tensor of input i's shape (in g's dtype) with g scatter-added
+   into it along dim d at `index` (repeated indices accumulate). */
+static vl_tensor *scatter_add_zeros(const vl_node *n, int i, const vl_tensor *g, int d, const vl_tensor *index) {
+  vl_tensor *z = vl_zeros(n->in_ndim[i], n->in_shape[i], g->dtype);
+  if (z && vl_scatter_add_(z, d, index, g) != VL_OK) {
+    vl_tensor_release(z);
+    return NULL;
+  }
+  return z;
+}
+
+/* ---- cat, stack: each input's slice of g ---- */
+
+static int cat_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int d = (int)n->iarg[0];
+  int64_t pos = 0;
+  for (int i = 0; i < n->ninputs; i++) {
+    bool skipped = n->in_ndim[i] == 1 && n->in_shape[i][0] == 0; /* legacy empty input */
+    int64_t len = skipped ? 0 : n->in_shape[i][d];
+    RET_GI(n, i, skipped ? vl_zeros(1, n->in_shape[i], n->in_dtype[i]) : vl_narrow(g, d, pos, len));
+    pos += len;
+  }
+  return VL_OK;
+}
+
+vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim) {
+  bool rec = n > 0 && ts && vl_ag_needed(n, ts);
+  bool was = grad_pause();
+  int d = 0;
+  vl_tensor *out = cat_fwd(n, ts, dim, &d);
+  vl_set_grad_enabled(was);
+  return ag_record(out, rec, "cat", cat_backward, n, ts, 0, NULL, 1, (int64_t[]){d});
+}
+
+static int stack_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  for (int i = 0; i < n->ninputs; i++) RET_GI(n, i, vl_select(g, (int)n->iarg[0], i));
+  return VL_OK;
+}
+
+vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim) {
+  bool rec = n > 0 && ts && vl_ag_needed(n, ts);
+  bool was = grad_pause();
+  int d = 0;
+  vl_tensor *out = stack_fwd(n, ts, dim, &d);
+  vl_set_grad_enabled(was);
+  return ag_record(out, rec, "stack", stack_backward, n, ts, 0, NULL, 1, (int64_t[]){d});
+}
+
+/* ---- gather, scatter, index_select, masked_select ---- */
+
+/* gather: g scatter-added back into zeros (saved[0]: the index). */
+static int gather_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  RET_GI(n, 0, scatter_add_zeros(n, 0, g, (int)n->iarg[0], n->saved[0]));
+  return VL_OK;
+}
+
+vl_tensor *vl_gather(const vl_tensor *t, int dim, const vl_tensor *index) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = gather_fwd(t, dim, index);
+  vl_set_grad_enabled(was);
+  int d = 0;
+  if (out && rec) vl_wrap_dim("gather", dim, t->ndim, &d);
+  return ag_record(out, rec, "gather", gather_backward, 1, &t, 1, &index, 1, (int64_t[]){d});
+}
+
+/* `small` (taken over) in the leading corner of a zero tensor of `shape`. */
+static vl_tensor *embed_zeros(vl_tensor *small, int ndim, const int64_t *shape) {
+  if (small == NULL) return NULL;
+  if (small->ndim == ndim && memcmp(small->shape, shape, (size_t)ndim * sizeof *shape) == 0) return small;
+  vl_tensor *z = vl_zeros(ndim, shape, small->dtype);
+  vl_tensor *v = z;
+  if (v) vl_tensor_retain(v);
+  for (int k = 0; v && k < ndim; k++) {
+    vl_tensor *w = vl_narrow(v, k, 0, small->shape[k]);
+    vl_tensor_release(v);
+    v = w;
+  }
+  int rc = v ? vl_copy_(v, small) : vl_last_status();
+  vl_tensor_release(v);
+  vl_tensor_release(small);
+  if (rc != VL_OK) {
+    vl_tensor_release(z);
+    return NULL;
+  }
+  return z;
+}
+
+/* The gradient of scatter's src: g at each src element's target, but
+   only for the element that wrote it last (the scatter runs serially,
+   so with repeated indices the last write wins and the others are
+   overwritten: their gradient is zero). A 0-d src (a value written at
+   every index) gets the sum over the positions it wrote. */
+static vl_tensor *scatter_src_grad(const vl_node *n, const vl_tensor *g, int d, const vl_tensor *index) {
+  int64_t ni = vl_numel(index);
+  vl_tensor *ids = vl_arange(0, (double)ni, 1, VL_INT64);
+  vl_tensor *idr = ids ? vl_reshape(ids, index->ndim, index->shape) : NULL;
+  vl_tensor *w = idr ? vl_full(n->in_ndim[0], n->in_shape[0], -1, VL_INT64) : NULL;
+  vl_tensor *win = NULL, *mask = NULL, *gg = NULL, *zero = NULL, *r = NULL;
+  if (w && vl_scatter_(w, d, index, idr) == VL_OK) win = vl_gather(w, d, index);
+  if (win) mask = vl_binary(VL_EQ, win, idr);
+  if (mask) gg = vl_gather(g, d, index);
+  if (gg) zero = vl_scalar(0, g->dtype);
+  if (zero) r = vl_where(mask, gg, zero);
+  vl_tensor_release(ids), vl_tensor_release(idr), vl_tensor_release(w), vl_tensor_release(win);
+  vl_tensor_release(mask), vl_tensor_release(gg), vl_tensor_release(zero);
+  if (r == NULL) return NULL;
+  if (n->in_ndim[1] == 0) {
+    vl_tensor *s = vl_reduce(VL_SUM, r, 0, NULL, false);
+    vl_tensor_release(r);
+    return s;
+  }
+  return embed_zeros(r, n->in_ndim[1], n->in_shape[1]);
+}
+
+/* scatter: self gets g with the written positions zeroed, src the
+   values of g it landed on (saved[0]: the index). */
+static int scatter_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int d = (int)n->iarg[0];
+  const vl_tensor *index = n->saved[0];
+  if (n->needs[0]) {
+    vl_tensor *zero = vl_scalar(0, g->dtype);
+    vl_tensor *r = zero ? vl_scatter(g, d, index, zero) : NULL;
+    vl_tensor_release(zero);
+    if ((gi[0] = vl_ag_reduce_to(n, 0, r)) == NULL) return vl_last_status();
+  }
+  RET_GI(n, 1, scatter_src_grad(n, g, d, index));
+  return VL_OK;
+}
+
+vl_tensor *vl_scatter(const vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
+  bool rec = vl_ag_needed(2, (const vl_tensor *[]){t, src});
+  bool was = grad_pause();
+  vl_tensor *out = scatter_fwd(t, dim, index, src);
+  vl_set_grad_enabled(was);
+  int d = 0;
+  if (out && rec) vl_wrap_dim("scatter", dim, t->ndim, &d);
+  return ag_record(out, rec, "scatter", scatter_backward, 2, (const vl_tensor *[]){t, src}, 1, &index, 1,
+                   (int64_t[]){d});
+}
+
+/* index_select: g added back at the selected positions (index_add),
+   through scatter_add with the index expanded along g. */
+static int index_select_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int d = (int)n->iarg[0];
+  const vl_tensor *index = n->saved[0];
+  vl_tensor *ix;
+  if (g->ndim == 0) {
+    vl_tensor_retain((vl_tensor *)index);
+    ix = (vl_tensor *)index;
+  } else {
+    int64_t vs[VL_MAX_DIMS];
+    for (int k = 0; k < g->ndim; k++) vs[k] = k == d ? vl_numel(index) : 1;
+    vl_tensor *v = vl_reshape(index, g->ndim, vs);
+    ix = v ? vl_expand(v, g->ndim, g->shape) : NULL;
+    vl_tensor_release(v);
+  }
+  vl_tensor *r = ix ? scatter_add_zeros(n, 0, g, d, ix) : NULL;
+  vl_tensor_release(ix);
+  RET_GI(n, 0, r);
+  return VL_OK;
+}
+
+vl_tensor *vl_index_select(const vl_tensor *t, int dim, const vl_tensor *index) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = index_select_fwd(t, dim, index);
+  vl_set_grad_enabled(was);
+  int d = 0;
+  if (out && rec) vl_wrap_dim("index_select", dim, t->ndim, &d);
+  return ag_record(out, rec, "index_select", index_select_backward, 1, &t, 1, &index, 1, (int64_t[]){d});
+}
+
+/* masked_select: g's elements, in order, back at the set positions of
+   the mask over the broadcast shape (then summed to the input's shape).
+   saved[0]: the mask. */
+static int masked_select_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  const vl_tensor *mask = n->saved[0];
+  int nd;
+  int64_t shape[VL_MAX_DIMS], mstr[VL_MAX_DIMS];
+  if (vl_broadcast_shapes("masked_select", n->in_ndim[0], n->in_shape[0], mask->ndim, mask->shape, &nd, shape))
+    return vl_last_status();
+  vl_tensor *z = vl_zeros(nd, shape, g->dtype);
+  if (z == NULL) return vl_last_status();
+  int64_t total = shape_numel(nd, shape), count = g->shape[0];
+  if (total > 0 && count > 0) {
+    vl_broadcast_strides(mask, nd, shape, mstr);
+    const int64_t *strides[1] = {mstr};
+    int64_t offs[1] = {mask->offset};
+    const uint8_t *mb = (const uint8_t *)vl_base(mask);
+    const char *gb = vl_data_ptr(g);
+    char *zb = vl_data_ptr(z);
+    size_t es = vl_dtype_size(g->dtype);
+    int64_t gs = g->stride[0], k = 0, pos = 0;
+    vl_iter it;
+    vl_iter_init(&it, nd, shape, 1, strides, offs);
+    do {
+      if (mb[it.offset[0]] && k < count) copy_elem(zb + pos * (int64_t)es, gb + (k++) * gs * (int64_t)es, es);
+      pos++;
+    } while (vl_iter_next(&it));
+  }
+  RET_GI(n, 0, z);
+  return VL_OK;
+}
+
+vl_tensor *vl_masked_select(const vl_tensor *t, const vl_tensor *mask) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = masked_select_fwd(t, mask);
+  vl_set_grad_enabled(was);
+  return ag_record(out, rec, "masked_select", masked_select_backward, 1, &t, 1, &mask, 0, NULL);
+}
+
+/* ---- sort, topk: the values' gradient goes back to where they came from ---- */
+
+/* saved[0]: a private copy of the indices (callers may rewrite the
+   returned ones in place: the Lua binding makes them 1-based). */
+static int sort_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  RET_GI(n, 0, scatter_add_zeros(n, 0, g, (int)n->iarg[0], n->saved[0]));
+  return VL_OK;
+}
+
+static int record_sort(const char *op, int rc, const vl_tensor *t, int dim, vl_tensor **values,
+                       vl_tensor **indices) {
+  if (rc != VL_OK || !vl_ag_needed(1, &t) || !vl_dtype_is_float((*values)->dtype)) return rc;
+  int d = 0;
+  vl_wrap_dim(op, dim, t->ndim, &d);
+  vl_tensor *ix = vl_clone(*indices);
+  vl_tensor *v = ix ? ag_record(*values, true, op, sort_backward, 1, &t, 1, (const vl_tensor *[]){ix}, 1,
+                                (int64_t[]){d})
+                    : NULL;
+  vl_tensor_release(ix);
+  if (v == NULL) {
+    if (ix == NULL) vl_tensor_release(*values);
+    vl_tensor_release(*indices);
+    *values = *indices = NULL;
+    return vl_last_status();
+  }
+  return VL_OK;
+}
+
+/* ---- flip, roll, repeat, tril, triu ---- */
+
+/* iarg[0]: a bit per flipped dim; flipping g again undoes it. */
+static int flip_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int dims[VL_MAX_DIMS], nd = 0;
+  for (int d = 0; d < VL_MAX_DIMS; d++)
+    if (n->iarg[0] & ((int64_t)1 << d)) dims[nd++] = d;
+  RET_GI(n, 0, vl_flip(g, nd, dims));
+  return VL_OK;
+}
+
+vl_tensor *vl_flip(const vl_tensor *t, int ndims, const int *dims) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = flip_fwd(t, ndims, dims);
+  vl_set_grad_enabled(was);
+  int64_t mask = 0;
+  for (int i = 0; out && rec && t->ndim > 0 && i < ndims; i++) { /* a scalar is its own flip */
+    int d = 0;
+    vl_wrap_dim("flip", dims[i], t->ndim, &d);
+    mask |= (int64_t)1 << d;
+  }
+  return ag_record(out, rec, "flip", flip_backward, 1, &t, 0, NULL, 1, &mask);
+}
+
+/* iarg[i]: the shift that undoes shift i; arg[i]: its dim, -1 past the
+   last (arg[0] == -2: the flattened tensor was rolled). */
+static int roll_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int dims[VL_MAX_DIMS], nd = 0;
+  while (nd < VL_MAX_DIMS && n->arg[nd] >= 0) {
+    dims[nd] = (int)n->arg[nd];
+    nd++;
+  }
+  if (n->arg[0] == -2) RET_GI(n, 0, vl_roll(g, 1, n->iarg, NULL));
+  else RET_GI(n, 0, vl_roll(g, nd, n->iarg, dims));
+  return VL_OK;
+}
+
+vl_tensor *vl_roll(const vl_tensor *t, int n, const int64_t *shifts, const int *dims) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = roll_fwd(t, n, shifts, dims);
+  vl_set_grad_enabled(was);
+  if (out == NULL || !rec) return out;
+  vl_node *node = vl_ag_node("roll", roll_backward, 1, &t);
+  if (node == NULL) {
+    vl_tensor_release(out);
+    return NULL;
+  }
+  for (int i = 0; i < VL_NODE_MAX_ARGS; i++) node->arg[i] = -1;
+  if (dims == NULL) {
+    node->arg[0] = -2;
+    node->iarg[0] = -wrap_shift(shifts[0], vl_numel(t)); /* in (-numel, 0]: negating is safe */
+  } else {
+    for (int i = 0; i < n; i++) { /* n <= VL_MAX_DIMS: checked by the forward */
+      int d = 0;
+      vl_wrap_dim("roll", dims[i], t->ndim, &d);
+      node->arg[i] = d;
+      node->iarg[i] = -wrap_shift(shifts[i], t->ndim ? t->shape[d] : 1);
+    }
+  }
+  if (vl_ag_attach(out, node) != VL_OK) {
+    vl_ag_node_release(node);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* repeat: each block's gradient is summed back. iarg[0..nr): the repeat
+   counts; arg[0]: nr. One dim at a time: g viewed as [before, r, s*after]
+   and summed over r (2n dims [r0, s0, r1, s1, ...] would not fit in
+   VL_MAX_DIMS). */
+static int repeat_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int nr = (int)n->arg[0], lead = nr - n->in_ndim[0];
+  if (vl_numel(g) == 0) {
+    RET_GI(n, 0, vl_zeros(n->in_ndim[0], n->in_shape[0], g->dtype));
+    return VL_OK;
+  }
+  int64_t cs[VL_MAX_DIMS];
+  memcpy(cs, g->shape, (size_t)nr * sizeof *cs);
+  vl_tensor *G = (vl_tensor_retain((vl_tensor *)g), (vl_tensor *)g);
+  for (int k = 0; k < nr && G; k++) {
+    int64_t r = n->iarg[k];
+    if (r == 1) continue;
+    int64_t s = k < lead ? 1 : n->in_shape[0][k - lead], before = 1, after = 1;
+    for (int q = 0; q < k; q++) before *= cs[q];
+    for (int q = k + 1; q < nr; q++) after *= cs[q];
+    int64_t sh3[3] = {before, r, s * after};
+    vl_tensor *v = vl_reshape(G, 3, sh3);
+    vl_tensor *sm = v ? vl_reduce(VL_SUM, v, 1, (int[]){1}, false) : NULL;
+    cs[k] = s;
+    vl_tensor *next = sm ? vl_reshape(sm, nr, cs) : NULL;
+    vl_tensor_release(v), vl_tensor_release(sm), vl_tensor_release(G);
+    G = next;
+  }
+  RET_GI(n, 0, G); /* sums the leading size-1 dims away */
+  return VL_OK;
+}
+
+vl_tensor *vl_repeat(const vl_tensor *t, int n, const int64_t *repeats) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = repeat_fwd(t, n, repeats);
+  vl_set_grad_enabled(was);
+  if (out == NULL || !rec) return out;
+  vl_node *node = vl_ag_node("repeat", repeat_backward, 1, &t);
+  if (node == NULL) {
+    vl_tensor_release(out);
+    return NULL;
+  }
+  node->arg[0] = n; /* n <= VL_MAX_DIMS: checked by the forward */
+  for (int i = 0; i < n; i++) node->iarg[i] = repeats[i];
+  if (vl_ag_attach(out, node) != VL_OK) {
+    vl_ag_node_release(node);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* tril/triu: the gradient masked the same way (iarg[0] = k, iarg[1] = lower). */
+static int tri_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  RET_GI(n, 0, n->iarg[1] ? vl_tril(g, n->iarg[0]) : vl_triu(g, n->iarg[0]));
+  return VL_OK;
+}
+
+static vl_tensor *tri(const char *op, const vl_tensor *t, int64_t k, bool lower) {
+  bool rec = vl_ag_needed(1, &t);
+  bool was = grad_pause();
+  vl_tensor *out = tri_impl(op, t, k, lower);
+  vl_set_grad_enabled(was);
+  return ag_record(out, rec, op, tri_backward, 1, &t, 0, NULL, 2, (int64_t[]){k, lower});
+}
+
+vl_tensor *vl_tril(const vl_tensor *t, int64_t k) { return tri("tril", t, k, true); }
+vl_tensor *vl_triu(const vl_tensor *t, int64_t k) { return tri("triu", t, k, false); }

@@ -15,6 +15,13 @@
 ** linear layer), the whole batch is one [B*M,K] @ [K,N] GEMM. Otherwise
 ** small GEMMs run one per OpenMP thread with OpenBLAS single-threaded, and
 ** big ones let OpenBLAS thread inside each GEMM (see VL_GEMM_SPLIT_WORK).
+**
+** Autograd: every product records one node (matmul_backward) when an
+** input of a float dtype requires grad. The gradients are products
+** themselves, over transposed views (no copies): dA = alpha * dC @ B^T,
+** dB = alpha * A^T @ dC, dc = beta * dC, each summed over the batch dims
+** it was broadcast along. The forward runs with recording off, so that
+** its own dtype conversions and copies record nothing.
 */
 #include <limits.h>
 #include <stdatomic.h>
@@ -23,6 +30,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "autograd.h"
 #include "vl_internal.h"
 
 /* Largest size or leading dimension handed to BLAS: Debian's OpenBLAS
@@ -418,15 +426,6 @@ static vl_tensor *dot_impl(const char *op, const vl_tensor *a, const vl_tensor *
   return out;
 }
 
-vl_tensor *vl_dot(const vl_tensor *a, const vl_tensor *b) {
-  char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
-  if (a == NULL || b == NULL) return vl_error(VL_EARG, "dot: tensor argument is NULL"), NULL;
-  if (a->ndim != 1 || b->ndim != 1)
-    return vl_error(VL_ESHAPE, "dot: expected 1-D tensors, got shapes %s and %s",
-                    vl_shape_str(a->ndim, a->shape, s1), vl_shape_str(b->ndim, b->shape, s2)),
-           NULL;
-  return dot_impl("dot", a, b);
-}
 
 /* ------------------------------------------------------------------ */
 /* matmul and friends                                                   */
@@ -497,9 +496,168 @@ static vl_tensor *matmul_impl(const char *op, const vl_tensor *a, const vl_tenso
   return product(op, out_ndim, out_shape, nbd, bshape, &A, &B, c, beta, alpha);
 }
 
-vl_tensor *vl_matmul(const vl_tensor *a, const vl_tensor *b) {
-  return matmul_impl("matmul", a, b, NULL, 0, 1);
+/* ------------------------------------------------------------------ */
+/* Autograd                                                             */
+/* ------------------------------------------------------------------ */
+
+enum { AG_MATMUL, AG_OUTER }; /* iarg[0]: how the node's product was formed */
+
+/* Turn recording off for a forward; returns the state to restore. */
+static bool grad_pause(void) {
+  bool was = vl_is_grad_enabled();
+  vl_set_grad_enabled(false);
+  return was;
 }
+
+/* Save t (NULL: an empty slot, nothing kept alive) and return its slot. */
+static int save_opt(vl_node *n, const vl_tensor *t) {
+  if (t) return vl_ag_save(n, t);
+  if (n->nsaved == VL_NODE_MAX_ARGS) {
+    vl_error(VL_ESTATE, "%s: more than %d tensors saved for backward", n->name, VL_NODE_MAX_ARGS);
+    return -1;
+  }
+  n->saved[n->nsaved] = NULL;
+  return n->nsaved++;
+}
+
+static vl_tensor *scaled(const vl_tensor *g, double s) {
+  if (s == 1) {
+    vl_tensor_retain((vl_tensor *)g);
+    return (vl_tensor *)g;
+  }
+  vl_tensor *k = vl_scalar(s, g->dtype);
+  vl_tensor *r = k ? vl_binary(VL_MUL, g, k) : NULL;
+  vl_tensor_release(k);
+  return r;
+}
+
+/* The product of two matrices with alpha folded into the GEMM. */
+static vl_tensor *prod_alpha(const char *op, const vl_tensor *x, const vl_tensor *y, double alpha) {
+  return matmul_impl(op, x, y, NULL, 0, alpha);
+}
+
+/* Backward of matmul, mm, bmm, addmm, dot and outer. saved[0] is a
+   (kept when b needs a gradient), saved[1] is b (kept when a does);
+   arg[0] = alpha, arg[1] = beta; input 2 is addmm's c. */
+static int matmul_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  const vl_tensor *a = n->saved[0], *b = n->saved[1];
+  double alpha = n->arg[0], beta = n->arg[1];
+  int na = n->in_ndim[0], nb = n->in_ndim[1];
+  const char *op = n->name;
+
+  if (n->ninputs > 2 && n->needs[2]) {
+    gi[2] = vl_ag_reduce_to(n, 2, scaled(g, beta));
+    if (gi[2] == NULL) return vl_last_status();
+  }
+  if (n->iarg[0] == AG_OUTER) { /* g [M,N]: da = g @ b, db = a @ g (= g^T a) */
+    if (n->needs[0] && (gi[0] = vl_ag_reduce_to(n, 0, prod_alpha(op, g, b, 1))) == NULL) return vl_last_status();
+    if (n->needs[1] && (gi[1] = vl_ag_reduce_to(n, 1, prod_alpha(op, a, g, 1))) == NULL) return vl_last_status();
+    return VL_OK;
+  }
+  if (na == 1 && nb == 1) { /* dot: g is 0-d */
+    if (n->needs[0] && (gi[0] = vl_ag_reduce_to(n, 0, vl_binary(VL_MUL, g, b))) == NULL) return vl_last_status();
+    if (n->needs[1] && (gi[1] = vl_ag_reduce_to(n, 1, vl_binary(VL_MUL, g, a))) == NULL) return vl_last_status();
+    return VL_OK;
+  }
+
+  /* G: the gradient with the size-1 dims of 1-D operands put back, so
+     that it is [..., M, N] like a product of matrices. */
+  vl_tensor *G = NULL;
+  if (na == 1) G = vl_unsqueeze(g, -2);
+  else if (nb == 1) G = vl_unsqueeze(g, -1);
+  else G = (vl_tensor_retain((vl_tensor *)g), (vl_tensor *)g);
+  if (G == NULL) return vl_last_status();
+  int rc = VL_OK;
+
+  if (n->needs[0]) { /* dA = alpha * G @ B^T */
+    vl_tensor *bt = nb == 1 ? vl_unsqueeze(b, 0) : vl_transpose(b, nb - 2, nb - 1);
+    vl_tensor *r = bt ? prod_alpha(op, G, bt, alpha) : NULL;
+    vl_tensor_release(bt);
+    if (r && na == 1) { /* [..., 1, K] -> [..., K] */
+      vl_tensor *s = vl_squeeze(r, r->ndim - 2);
+      vl_tensor_release(r);
+      r = s;
+    }
+    if ((gi[0] = vl_ag_reduce_to(n, 0, r)) == NULL) rc = vl_last_status();
+  }
+
+  if (rc == VL_OK && n->needs[1]) { /* dB = alpha * A^T @ G */
+    vl_tensor *r = NULL;
+    if (nb <= 2 && G->ndim > 2) {
+      /* B is shared by every batch (a linear layer): fold A's and G's
+         batch dims into their rows, one [K, rows] @ [rows, N] GEMM
+         instead of a batch of products summed afterwards. */
+      int64_t rows = 1;
+      for (int d = 0; d < na - 1; d++) rows *= a->shape[d];
+      int64_t ash[2] = {rows, a->shape[na - 1]}, gsh[2] = {rows, G->shape[G->ndim - 1]};
+      vl_tensor *a2 = vl_reshape(a, 2, ash), *g2 = a2 ? vl_reshape(G, 2, gsh) : NULL;
+      vl_tensor *a2t = g2 ? vl_transpose(a2, 0, 1) : NULL;
+      r = a2t ? prod_alpha(op, a2t, g2, alpha) : NULL;
+      vl_tensor_release(a2), vl_tensor_release(g2), vl_tensor_release(a2t);
+    } else {
+      vl_tensor *at = na == 1 ? vl_unsqueeze(a, 1) : vl_transpose(a, na - 2, na - 1);
+      r = at ? prod_alpha(op, at, G, alpha) : NULL;
+      vl_tensor_release(at);
+    }
+    if (r && nb == 1) { /* [..., K, 1] -> [..., K] */
+      vl_tensor *s = vl_squeeze(r, r->ndim - 1);
+      vl_tensor_release(r);
+      r = s;
+    }
+    if ((gi[1] = vl_ag_reduce_to(n, 1, r)) == NULL) rc = vl_last_status();
+  }
+  vl_tensor_release(G);
+  return rc;
+}
+
+/* Record the node of a product on out (rec: an input required grad when
+   the op began). Integer results take no part in autograd. */
+static vl_tensor *record_product(vl_tensor *out, bool rec, const char *name, int kind, const vl_tensor *a,
+                                 const vl_tensor *b, const vl_tensor *c, double beta, double alpha) {
+  if (out == NULL || !rec || !vl_dtype_is_float(out->dtype)) return out;
+  vl_node *n = vl_ag_node(name, matmul_backward, c ? 3 : 2, (const vl_tensor *[]){a, b, c});
+  if (n) {
+    n->iarg[0] = kind;
+    n->arg[0] = alpha;
+    n->arg[1] = beta;
+  }
+  /* a's gradient needs b and b's needs a: keep only what is used */
+  if (n == NULL || save_opt(n, n->needs[1] ? a : NULL) < 0 || save_opt(n, n->needs[0] ? b : NULL) < 0 ||
+      vl_ag_attach(out, n) != VL_OK) {
+    vl_ag_node_release(n);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* op(a, b[, c]) computed with recording off, then recorded. */
+static vl_tensor *recorded(const char *name, const vl_tensor *a, const vl_tensor *b, const vl_tensor *c,
+                           double beta, double alpha) {
+  bool rec = vl_ag_needed(3, (const vl_tensor *[]){a, b, c});
+  bool was = grad_pause();
+  vl_tensor *out = matmul_impl(name, a, b, c, beta, alpha);
+  vl_set_grad_enabled(was);
+  return record_product(out, rec, name, AG_MATMUL, a, b, c, beta, alpha);
+}
+
+/* ------------------------------------------------------------------ */
+/* Public entry points                                                  */
+/* ------------------------------------------------------------------ */
+
+vl_tensor *vl_dot(const vl_tensor *a, const vl_tensor *b) {
+  char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
+  if (a == NULL || b == NULL) return vl_error(VL_EARG, "dot: tensor argument is NULL"), NULL;
+  if (a->ndim != 1 || b->ndim != 1)
+    return vl_error(VL_ESHAPE, "dot: expected 1-D tensors, got shapes %s and %s",
+                    vl_shape_str(a->ndim, a->shape, s1), vl_shape_str(b->ndim, b->shape, s2)),
+           NULL;
+  bool rec = vl_ag_needed(2, (const vl_tensor *[]){a, b});
+  vl_tensor *out = dot_impl("dot", a, b);
+  return record_product(out, rec, "dot", AG_MATMUL, a, b, NULL, 0, 1);
+}
+
+vl_tensor *vl_matmul(const vl_tensor *a, const vl_tensor *b) { return recorded("matmul", a, b, NULL, 0, 1); }
 
 static int need_dims(const char *op, const vl_tensor *a, const vl_tensor *b, int nd) {
   char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
@@ -512,7 +670,7 @@ static int need_dims(const char *op, const vl_tensor *a, const vl_tensor *b, int
 
 vl_tensor *vl_mm(const vl_tensor *a, const vl_tensor *b) {
   if (need_dims("mm", a, b, 2) != VL_OK) return NULL;
-  return matmul_impl("mm", a, b, NULL, 0, 1);
+  return recorded("mm", a, b, NULL, 0, 1);
 }
 
 vl_tensor *vl_bmm(const vl_tensor *a, const vl_tensor *b) {
@@ -524,14 +682,14 @@ vl_tensor *vl_bmm(const vl_tensor *a, const vl_tensor *b) {
                     (long long)a->shape[0], (long long)b->shape[0]),
            NULL;
   }
-  return matmul_impl("bmm", a, b, NULL, 0, 1);
+  return recorded("bmm", a, b, NULL, 0, 1);
 }
 
 vl_tensor *vl_addmm(const vl_tensor *c, const vl_tensor *a, const vl_tensor *b, double beta,
                     double alpha) {
   if (c == NULL) return vl_error(VL_EARG, "addmm: tensor argument is NULL"), NULL;
   if (need_dims("addmm", a, b, 2) != VL_OK) return NULL;
-  return matmul_impl("addmm", a, b, c, beta, alpha);
+  return recorded("addmm", a, b, c, beta, alpha);
 }
 
 vl_tensor *vl_outer(const vl_tensor *a, const vl_tensor *b) {
@@ -541,5 +699,9 @@ vl_tensor *vl_outer(const vl_tensor *a, const vl_tensor *b) {
   mat_init(&A, a, AS_COL, 0, NULL);
   mat_init(&B, b, AS_ROW, 0, NULL);
   int64_t shape[2] = {a->shape[0], b->shape[0]};
-  return product("outer", 2, shape, 0, NULL, &A, &B, NULL, 0, 1);
+  bool rec = vl_ag_needed(2, (const vl_tensor *[]){a, b});
+  bool was = grad_pause();
+  vl_tensor *out = product("outer", 2, shape, 0, NULL, &A, &B, NULL, 0, 1);
+  vl_set_grad_enabled(was);
+  return record_product(out, rec, "outer", AG_OUTER, a, b, NULL, 0, 1);
 }

@@ -27,6 +27,10 @@
 ** within a few ulps); integer sums/products in int64, wrapping like
 ** PyTorch; var/std by the corrected two-pass method; logsumexp
 ** subtracts the max first.
+**
+** Autograd: each public entry point runs its forward with recording off
+** and, when the input requires grad, records one node whose backward
+** (next to the forward) is written with vl_ ops; see "Autograd" below.
 */
 /* The kernels below never rely on floating-point exceptions; telling GCC
    so lets it turn the selects in max/min/clamp loops into vector code
@@ -839,6 +843,137 @@ static vl_tensor *filled(const rplan *pl, vl_dtype dt, double v) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Autograd: recording and the shared pieces of the backwards          */
+/* ------------------------------------------------------------------ */
+
+/* A node of a reduction keeps (autograd.h):
+     iarg[0]  the reduced dims of the input, one bit per dim;
+     iarg[1]  what to differentiate (the vl_redop, the dim of max/min);
+     iarg[2]  slot of the saved input (-1: not saved);
+     iarg[3]  slot of the saved output (-1: not saved);
+     arg[0]   a parameter (the correction of var/std, p of norm).
+   The output gradient has the output's shape; a reduction's backward
+   first views it with the reduced dims kept as 1 (ag_kept) so that it
+   broadcasts against the input. */
+
+/* Forward work of an op that will record: done with recording off, so
+   that the copies and conversions inside it record nothing. */
+bool vl__ag_begin(const vl_tensor *t) {
+  bool rec = vl_ag_needed(1, &t);
+  if (rec) vl_set_grad_enabled(false);
+  return rec;
+}
+
+void vl__ag_end(bool rec) {
+  if (rec) vl_set_grad_enabled(true);
+}
+
+int64_t vl__mask_bits(int ndim, const bool *mask) {
+  int64_t b = 0;
+  for (int d = 0; d < ndim; d++)
+    if (mask[d]) b |= (int64_t)1 << d;
+  return b;
+}
+
+vl_tensor *vl__reduce_record(const char *name, vl_backward_fn fn, const vl_tensor *t, vl_tensor *out,
+                             int64_t mask, int64_t what, double arg, const vl_tensor *save, bool save_out) {
+  vl_node *n = vl_ag_node(name, fn, 1, &t);
+  bool ok = n != NULL;
+  if (ok) {
+    n->iarg[0] = mask;
+    n->iarg[1] = what;
+    n->iarg[2] = save ? vl_ag_save(n, save) : -1;
+    n->iarg[3] = save_out ? vl_ag_save(n, out) : -1;
+    n->arg[0] = arg;
+    ok = (!save || n->iarg[2] >= 0) && (!save_out || n->iarg[3] >= 0) && vl_ag_attach(out, n) == VL_OK;
+  }
+  if (!ok) {
+    vl_ag_node_release(n);
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+#define AG_X(n) ((n)->saved[(n)->iarg[2]])
+#define AG_Y(n) ((n)->saved[(n)->iarg[3]])
+
+/* The reduced dims of a node as a list (empty for a 0-d input, where
+   "all dims" reduces nothing either). */
+static int ag_dims(const vl_node *n, int *dims) {
+  int k = 0;
+  for (int d = 0; d < n->in_ndim[0]; d++)
+    if (n->iarg[0] & ((int64_t)1 << d)) dims[k++] = d;
+  return k;
+}
+
+/* The output's shape with the reduced dims kept as 1. */
+static void ag_keep_shape(const vl_node *n, int64_t *shape) {
+  for (int d = 0; d < n->in_ndim[0]; d++) shape[d] = (n->iarg[0] & ((int64_t)1 << d)) ? 1 : n->in_shape[0][d];
+}
+
+/* t (an output-shaped tensor) viewed with the reduced dims kept. */
+static vl_tensor *ag_kept(const vl_node *n, const vl_tensor *t) {
+  int64_t shape[VL_MAX_DIMS];
+  ag_keep_shape(n, shape);
+  return vl_reshape(t, n->in_ndim[0], shape);
+}
+
+/* Reduced elements per output. */
+static int64_t ag_count(const vl_node *n) {
+  int64_t r = 1;
+  for (int d = 0; d < n->in_ndim[0]; d++)
+    if (n->iarg[0] & ((int64_t)1 << d)) r *= n->in_shape[0][d];
+  return r;
+}
+
+/* An empty input gets an empty gradient: no formula needs to run. */
+static bool ag_empty_input(const vl_node *n, vl_tensor **gi) {
+  for (int d = 0; d < n->in_ndim[0]; d++)
+    if (n->in_shape[0][d] == 0) {
+      gi[0] = vl_zeros(n->in_ndim[0], n->in_shape[0], n->in_dtype[0]);
+      return true;
+    }
+  return false;
+}
+
+/* Temporaries of a backward, released together at its end: each step is
+   `if (!(a = tmp(&k, vl_op(...)))) goto done;`. */
+#define VL_AG_MAX_TMPS 24 /* most temporaries one backward holds */
+typedef struct tmps {
+  vl_tensor *t[VL_AG_MAX_TMPS];
+  int n;
+} tmps;
+
+static vl_tensor *tmp(tmps *k, vl_tensor *t) {
+  if (t == NULL) return NULL;
+  if (k->n == VL_AG_MAX_TMPS) {
+    vl_tensor_release(t);
+    vl_error(VL_ESTATE, "backward: internal error: more than %d temporaries", VL_AG_MAX_TMPS);
+    return NULL;
+  }
+  k->t[k->n++] = t;
+  return t;
+}
+
+static void tmps_free(tmps *k) {
+  for (int i = 0; i < k->n; i++) vl_tensor_release(k->t[i]);
+  k->n = 0;
+}
+
+/* A 0-d tensor of g's dtype (so that it does not promote g). */
+static vl_tensor *scalar_like(tmps *k, const vl_tensor *g, double v) { return tmp(k, vl_scalar(v, g->dtype)); }
+
+/* Finish a backward: r (not taken over, may be NULL) summed/converted
+   into gi[0]. */
+static int ag_finish(const vl_node *n, vl_tensor *r, vl_tensor **gi, tmps *k) {
+  if (r) vl_tensor_retain(r);
+  gi[0] = vl_ag_reduce_to(n, 0, r);
+  tmps_free(k);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+/* ------------------------------------------------------------------ */
 /* vl_reduce                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -853,7 +988,7 @@ static int empty_error(const char *op, const char *what, const vl_tensor *t) {
                   what, vl_shape_str(t->ndim, t->shape, buf), what);
 }
 
-vl_tensor *vl_reduce(vl_redop op, const vl_tensor *t, int ndims, const int *dims, bool keepdim) {
+static vl_tensor *reduce_fwd(vl_redop op, const vl_tensor *t, int ndims, const int *dims, bool keepdim) {
   if ((unsigned)op >= VL_REDOP_COUNT) {
     vl_error(VL_EARG, "reduce: unknown reduction %d (expected 0..%d)", (int)op, VL_REDOP_COUNT - 1);
     return NULL;
@@ -972,6 +1107,93 @@ done:
   return out;
 }
 
+/* Gradients of vl_reduce (g has the output's shape):
+     sum        g broadcast back;
+     mean       g / R;
+     prod       g * prod / x when x holds no zero; otherwise, per output,
+                the product of the others at a lone zero, 0 elsewhere
+                (PyTorch's rule: exact with zeros, no 0/0);
+     amax/amin  g split evenly among the elements equal to the result;
+     logsumexp  g * exp(x - result) (the softmax of x). */
+static int prod_factor(const vl_node *n, tmps *k, const vl_tensor *x, const vl_tensor *yk, vl_tensor **f) {
+  int dims[VL_MAX_DIMS], nd = ag_dims(n, dims);
+  vl_tensor *z, *anyz, *x1, *p1, *cnt, *c0, *c1, *lone, *zero, *inner, *a;
+  double has_zero = 0;
+  if (!(z = tmp(k, vl_binary(VL_EQ, x, scalar_like(k, x, 0))))) return vl_last_status();
+  if (!(anyz = tmp(k, vl_reduce(VL_ANY, z, 0, NULL, false)))) return vl_last_status();
+  int64_t at[1] = {0};
+  if (vl_get(anyz, at, &has_zero)) return vl_last_status();
+  if (!has_zero) { /* the common case: prod / x */
+    *f = tmp(k, vl_binary(VL_DIV, yk, x));
+    return *f ? VL_OK : vl_last_status();
+  }
+  if (!(x1 = tmp(k, vl_masked_fill(x, z, 1.0)))) return vl_last_status();
+  if (!(p1 = tmp(k, vl_reduce(VL_PROD, x1, nd, dims, true)))) return vl_last_status(); /* product of non-zeros */
+  if (!(cnt = tmp(k, vl_reduce(VL_SUM, z, nd, dims, true)))) return vl_last_status(); /* zeros per output */
+  if (!(c0 = tmp(k, vl_binary(VL_EQ, cnt, scalar_like(k, cnt, 0))))) return vl_last_status();
+  if (!(c1 = tmp(k, vl_binary(VL_EQ, cnt, scalar_like(k, cnt, 1))))) return vl_last_status();
+  if (!(lone = tmp(k, vl_binary(VL_LOGICAL_AND, z, c1)))) return vl_last_status();
+  if (!(zero = scalar_like(k, x, 0))) return vl_last_status();
+  if (!(inner = tmp(k, vl_where(lone, p1, zero)))) return vl_last_status();
+  if (!(a = tmp(k, vl_binary(VL_DIV, p1, x1)))) return vl_last_status();
+  *f = tmp(k, vl_where(c0, a, inner));
+  return *f ? VL_OK : vl_last_status();
+}
+
+static int reduce_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  if (ag_empty_input(n, gi)) return gi[0] ? VL_OK : vl_last_status();
+  int dims[VL_MAX_DIMS], nd = ag_dims(n, dims);
+  tmps k = {.n = 0};
+  vl_tensor *gk, *r = NULL;
+  if (!(gk = tmp(&k, ag_kept(n, g)))) return ag_finish(n, NULL, gi, &k);
+  switch ((vl_redop)n->iarg[1]) {
+    case VL_SUM: r = tmp(&k, vl_expand(gk, n->in_ndim[0], n->in_shape[0])); break;
+    case VL_MEAN: {
+      vl_tensor *s = tmp(&k, vl_binary(VL_MUL, gk, scalar_like(&k, gk, 1.0 / (double)ag_count(n))));
+      r = s ? tmp(&k, vl_expand(s, n->in_ndim[0], n->in_shape[0])) : NULL;
+      break;
+    }
+    case VL_PROD: {
+      vl_tensor *yk = tmp(&k, ag_kept(n, AG_Y(n))), *f = NULL;
+      if (yk && prod_factor(n, &k, AG_X(n), yk, &f) == VL_OK) r = tmp(&k, vl_binary(VL_MUL, gk, f));
+      break;
+    }
+    case VL_AMAX:
+    case VL_AMIN: {
+      vl_tensor *yk, *eq, *cnt, *share;
+      if ((yk = tmp(&k, ag_kept(n, AG_Y(n)))) && (eq = tmp(&k, vl_binary(VL_EQ, AG_X(n), yk))) &&
+          (cnt = tmp(&k, vl_reduce(VL_SUM, eq, nd, dims, true))) && (share = tmp(&k, vl_binary(VL_DIV, gk, cnt))))
+        r = tmp(&k, vl_binary(VL_MUL, eq, share));
+      break;
+    }
+    case VL_LOGSUMEXP: {
+      vl_tensor *yk, *d, *e;
+      if ((yk = tmp(&k, ag_kept(n, AG_Y(n)))) && (d = tmp(&k, vl_binary(VL_SUB, AG_X(n), yk))) &&
+          (e = tmp(&k, vl_unary(VL_EXP, d))))
+        r = tmp(&k, vl_binary(VL_MUL, gk, e));
+      break;
+    }
+    default: vl_error(VL_ESTATE, "%s: no backward", n->name); break;
+  }
+  return ag_finish(n, r, gi, &k);
+}
+
+vl_tensor *vl_reduce(vl_redop op, const vl_tensor *t, int ndims, const int *dims, bool keepdim) {
+  bool rec = vl__ag_begin(t);
+  vl_tensor *out = reduce_fwd(op, t, ndims, dims, keepdim);
+  vl__ag_end(rec);
+  /* all/any give bool and integer inputs never require grad: no node */
+  if (out == NULL || !rec || op == VL_ALL || op == VL_ANY || !vl_dtype_is_float(out->dtype)) return out;
+  rplan pl;
+  if (vl__reduce_plan(redop_names[op], t, ndims, dims, keepdim, &pl)) { /* cannot fail: the forward ran */
+    vl_tensor_release(out);
+    return NULL;
+  }
+  bool saves = op == VL_PROD || op == VL_AMAX || op == VL_AMIN || op == VL_LOGSUMEXP;
+  return vl__reduce_record(redop_names[op], reduce_backward, t, out, vl__mask_bits(t->ndim, pl.mask), op, 0,
+                           saves ? t : NULL, saves);
+}
+
 /* ------------------------------------------------------------------ */
 /* var, std                                                            */
 /* ------------------------------------------------------------------ */
@@ -1016,19 +1238,61 @@ done:
   return out;
 }
 
+/* var: g * 2 (x - mean) / (R - correction); std: g (x - mean) /
+   ((R - correction) std), 0 where std is 0 (as PyTorch, not 0/0). */
+static int var_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  if (ag_empty_input(n, gi)) return gi[0] ? VL_OK : vl_last_status();
+  int dims[VL_MAX_DIMS], nd = ag_dims(n, dims);
+  bool is_std = n->iarg[1] != 0;
+  double dof = (double)VL_MAX(0, ag_count(n) - (int64_t)n->arg[0]);
+  const vl_tensor *x = AG_X(n);
+  tmps k = {.n = 0};
+  vl_tensor *gk, *mean, *dev, *scale, *r = NULL;
+  if ((gk = tmp(&k, ag_kept(n, g))) && (mean = tmp(&k, vl_reduce(VL_MEAN, x, nd, dims, true))) &&
+      (dev = tmp(&k, vl_binary(VL_SUB, x, mean)))) {
+    if (is_std) {
+      vl_tensor *yk, *den, *q, *z;
+      scale = (yk = tmp(&k, ag_kept(n, AG_Y(n)))) &&
+                      (den = tmp(&k, vl_binary(VL_MUL, yk, scalar_like(&k, yk, dof)))) &&
+                      (q = tmp(&k, vl_binary(VL_DIV, gk, den))) &&
+                      (z = tmp(&k, vl_binary(VL_EQ, yk, scalar_like(&k, yk, 0))))
+                  ? tmp(&k, vl_masked_fill(q, z, 0))
+                  : NULL;
+    } else {
+      scale = tmp(&k, vl_binary(VL_MUL, gk, scalar_like(&k, gk, 2.0 / dof)));
+    }
+    if (scale) r = tmp(&k, vl_binary(VL_MUL, dev, scale));
+  }
+  return ag_finish(n, r, gi, &k);
+}
+
+static vl_tensor *var_record(const char *name, const vl_tensor *t, int ndims, const int *dims, int64_t correction,
+                             bool keepdim, bool take_sqrt) {
+  bool rec = vl__ag_begin(t);
+  vl_tensor *out = var_impl(name, t, ndims, dims, correction, keepdim, take_sqrt);
+  vl__ag_end(rec);
+  if (out == NULL || !rec) return out;
+  rplan pl;
+  if (vl__reduce_plan(name, t, ndims, dims, keepdim, &pl)) {
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return vl__reduce_record(name, var_backward, t, out, vl__mask_bits(t->ndim, pl.mask), take_sqrt,
+                           (double)correction, t, take_sqrt);
+}
+
 vl_tensor *vl_var(const vl_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
-  return var_impl("var", t, ndims, dims, correction, keepdim, false);
+  return var_record("var", t, ndims, dims, correction, keepdim, false);
 }
 
 vl_tensor *vl_std(const vl_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
-  return var_impl("std", t, ndims, dims, correction, keepdim, true);
+  return var_record("std", t, ndims, dims, correction, keepdim, true);
 }
-
 /* ------------------------------------------------------------------ */
 /* norm                                                                */
 /* ------------------------------------------------------------------ */
 
-vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
+static vl_tensor *norm_fwd(const vl_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
   const char *name = "norm";
   if (check_tensor(name, t)) return NULL;
   if (p != p) {
@@ -1071,6 +1335,68 @@ done:
   acc_free(&a);
   vl_tensor_release(L.src);
   return out;
+}
+
+/* Gradients of the p-norm n = (sum |x|^p)^(1/p), as PyTorch's
+   norm_backward (a zero norm gives a zero gradient, not 0/0):
+     p = 0       0 (a count);
+     p = 1       g sign(x);
+     p = 2       g x / n, 0 where n == 0;
+     p = +-inf   g sign(x) split evenly among the |x| equal to n;
+     other p     g sign(x) |x|^(p-1) / n^(p-1), 0 where x == 0 or n == 0. */
+static int norm_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  if (ag_empty_input(n, gi)) return gi[0] ? VL_OK : vl_last_status();
+  int dims[VL_MAX_DIMS], nd = ag_dims(n, dims);
+  double p = n->arg[0];
+  const vl_tensor *x = AG_X(n);
+  tmps k = {.n = 0};
+  vl_tensor *gk, *yk, *r = NULL;
+  if (!(gk = tmp(&k, ag_kept(n, g))) || !(yk = tmp(&k, ag_kept(n, AG_Y(n))))) return ag_finish(n, NULL, gi, &k);
+  if (p == 0) {
+    r = tmp(&k, vl_zeros(n->in_ndim[0], n->in_shape[0], n->in_dtype[0]));
+  } else if (p == 1) {
+    vl_tensor *s = tmp(&k, vl_unary(VL_SIGN, x));
+    if (s) r = tmp(&k, vl_binary(VL_MUL, s, gk));
+  } else if (isinf(p)) {
+    vl_tensor *ax, *eq, *cnt, *share, *s, *sh;
+    if ((ax = tmp(&k, vl_unary(VL_ABS, x))) && (eq = tmp(&k, vl_binary(VL_EQ, ax, yk))) &&
+        (cnt = tmp(&k, vl_reduce(VL_SUM, eq, nd, dims, true))) && (share = tmp(&k, vl_binary(VL_DIV, gk, cnt))) &&
+        (s = tmp(&k, vl_unary(VL_SIGN, x))) && (sh = tmp(&k, vl_binary(VL_MUL, eq, share))))
+      r = tmp(&k, vl_binary(VL_MUL, s, sh));
+  } else {
+    /* scale = g / n^(p-1) (g / n for p = 2), 0 where n == 0 */
+    vl_tensor *den, *q, *nz, *scale;
+    const vl_tensor *xs = NULL;
+    den = p == 2 ? yk : tmp(&k, vl_binary(VL_POW, yk, scalar_like(&k, yk, p - 1)));
+    if (den && (q = tmp(&k, vl_binary(VL_DIV, gk, den))) &&
+        (nz = tmp(&k, vl_binary(VL_EQ, yk, scalar_like(&k, yk, 0)))) && (scale = tmp(&k, vl_masked_fill(q, nz, 0)))) {
+      if (p == 2) {
+        xs = x;
+      } else { /* sign(x) |x|^(p-1), 0 at x == 0 */
+        vl_tensor *ax, *pw, *s, *sp, *xz;
+        if ((ax = tmp(&k, vl_unary(VL_ABS, x))) && (pw = tmp(&k, vl_binary(VL_POW, ax, scalar_like(&k, ax, p - 1)))) &&
+            (s = tmp(&k, vl_unary(VL_SIGN, x))) && (sp = tmp(&k, vl_binary(VL_MUL, s, pw))) &&
+            (xz = tmp(&k, vl_binary(VL_EQ, x, scalar_like(&k, x, 0)))))
+          xs = tmp(&k, vl_masked_fill(sp, xz, 0));
+      }
+      if (xs) r = tmp(&k, vl_binary(VL_MUL, xs, scale));
+    }
+  }
+  return ag_finish(n, r, gi, &k);
+}
+
+vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
+  bool rec = vl__ag_begin(t);
+  vl_tensor *out = norm_fwd(t, p, ndims, dims, keepdim);
+  vl__ag_end(rec);
+  if (out == NULL || !rec) return out;
+  rplan pl;
+  if (vl__reduce_plan("norm", t, ndims, dims, keepdim, &pl)) {
+    vl_tensor_release(out);
+    return NULL;
+  }
+  return vl__reduce_record("norm", norm_backward, t, out, vl__mask_bits(t->ndim, pl.mask), 0, p,
+                           t, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1275,6 +1601,53 @@ fail:
   return vl_last_status() != VL_OK ? vl_last_status() : VL_ENOMEM;
 }
 
+/* values of max/min along a dim: g goes to the selected element (the
+   saved indices, a copy: the Lua binding turns its indices 1-based in
+   place); iarg[1] = the dim. */
+static int argext_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  if (ag_empty_input(n, gi)) return gi[0] ? VL_OK : vl_last_status();
+  tmps k = {.n = 0};
+  vl_tensor *gk, *z, *r = NULL;
+  if (n->in_ndim[0] == 0) return ag_finish(n, (vl_tensor *)g, gi, &k); /* 0-d: the value itself */
+  if ((gk = tmp(&k, ag_kept(n, g))) && (z = tmp(&k, vl_zeros(n->in_ndim[0], n->in_shape[0], g->dtype))) &&
+      vl_scatter_add_(z, (int)n->iarg[1], AG_X(n), gk) == VL_OK)
+    r = z;
+  return ag_finish(n, r, gi, &k);
+}
+
+static int argext_record(const char *name, const vl_tensor *t, int dim, bool keepdim, bool ismax,
+                         vl_tensor **values, vl_tensor **indices) {
+  bool rec = vl__ag_begin(t);
+  int rc = argext_impl(name, t, dim, keepdim, ismax, values, indices);
+  if (rc != VL_OK || !rec || !vl_dtype_is_float((*values)->dtype)) {
+    vl__ag_end(rec);
+    return rc;
+  }
+  rplan pl;
+  int d = 0;
+  vl_tensor *ind = NULL, *saved = NULL;
+  if (vl__reduce_plan(name, t, 1, &dim, keepdim, &pl) == VL_OK && vl_wrap_dim(name, dim, t->ndim, &d) == VL_OK &&
+      (ind = vl_clone(*indices)) != NULL) {
+    int64_t shape[VL_MAX_DIMS];
+    for (int k = 0; k < t->ndim; k++) shape[k] = k == d ? 1 : t->shape[k];
+    saved = vl_reshape(ind, t->ndim, shape);
+  }
+  vl_tensor_release(ind);
+  vl__ag_end(rec);
+  /* the indices take the input's slot: the node reads no input values */
+  vl_tensor *v = saved ? vl__reduce_record(name, argext_backward, t, *values, vl__mask_bits(t->ndim, pl.mask), d, 0,
+                                           saved, false)
+                       : NULL;
+  vl_tensor_release(saved);
+  if (v == NULL) {
+    if (!saved) vl_tensor_release(*values);
+    vl_tensor_release(*indices);
+    *values = *indices = NULL;
+    return vl_last_status();
+  }
+  return VL_OK;
+}
+
 static int check_outs(const char *name, vl_tensor **values, vl_tensor **indices) {
   if (!values || !indices) return vl_error(VL_EARG, "%s: values and indices out-pointers must not be NULL", name);
   return VL_OK;
@@ -1283,24 +1656,28 @@ static int check_outs(const char *name, vl_tensor **values, vl_tensor **indices)
 int vl_max_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices) {
   if (check_outs("max", values, indices)) return vl_last_status();
   if (dim == VL_ALL_DIMS) return vl_error(VL_EARG, "max: a dim is required (use vl_argmax for the flattened tensor)");
-  return argext_impl("max", t, dim, keepdim, true, values, indices);
+  return argext_record("max", t, dim, keepdim, true, values, indices);
 }
 
 int vl_min_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices) {
   if (check_outs("min", values, indices)) return vl_last_status();
   if (dim == VL_ALL_DIMS) return vl_error(VL_EARG, "min: a dim is required (use vl_argmin for the flattened tensor)");
-  return argext_impl("min", t, dim, keepdim, false, values, indices);
+  return argext_record("min", t, dim, keepdim, false, values, indices);
 }
 
 vl_tensor *vl_argmax(const vl_tensor *t, int dim, bool keepdim) {
   vl_tensor *ind = NULL;
-  if (argext_impl("argmax", t, dim, keepdim, true, NULL, &ind)) return NULL;
+  bool rec = vl__ag_begin(t); /* integer indices: no gradient */
+  argext_impl("argmax", t, dim, keepdim, true, NULL, &ind);
+  vl__ag_end(rec);
   return ind;
 }
 
 vl_tensor *vl_argmin(const vl_tensor *t, int dim, bool keepdim) {
   vl_tensor *ind = NULL;
-  if (argext_impl("argmin", t, dim, keepdim, false, NULL, &ind)) return NULL;
+  bool rec = vl__ag_begin(t);
+  argext_impl("argmin", t, dim, keepdim, false, NULL, &ind);
+  vl__ag_end(rec);
   return ind;
 }
 

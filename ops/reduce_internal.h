@@ -10,6 +10,7 @@
 #ifndef VL_REDUCE_INTERNAL_H
 #define VL_REDUCE_INTERNAL_H
 
+#include "autograd.h"
 #include "vl_internal.h"
 
 #define VL_REDUCE_COLBLOCK 1024 /* outputs one task accumulates when an inner dim is kept (at most) */
@@ -206,5 +207,25 @@ int vl__reduce_plan(const char *op, const vl_tensor *t, int ndims, const int *di
    reference the caller releases. */
 int vl__reduce_prepare(const char *op, const vl_tensor *t, const bool *mask, vl_dtype work, bool ordered,
                        rlayout *L);
+
+/* ------------------------------------------------------------------ */
+/* Autograd (reduce.c)                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Forward work of an op whose input requires grad runs with recording
+   off (its internal copies record nothing): rec = vl__ag_begin(t), the
+   work, vl__ag_end(rec). rec tells whether to record the result. */
+bool vl__ag_begin(const vl_tensor *t);
+void vl__ag_end(bool rec);
+
+/* The reduced dims of a plan (or the one dim of softmax/cumsum) as bits. */
+int64_t vl__mask_bits(int ndim, const bool *mask);
+
+/* Record out = op(t): a node with iarg[0] = mask, iarg[1] = what,
+   arg[0] = arg, `save` (or NULL) saved with its slot in iarg[2] and out
+   saved (save_out) with its slot in iarg[3] (-1 when not saved). Returns
+   out, or NULL after releasing it. */
+vl_tensor *vl__reduce_record(const char *name, vl_backward_fn fn, const vl_tensor *t, vl_tensor *out,
+                             int64_t mask, int64_t what, double arg, const vl_tensor *save, bool save_out);
 
 #endif /* VL_REDUCE_INTERNAL_H */

@@ -16,6 +16,9 @@
 ** along dim gives NaN, as in PyTorch. Integers go to float32; bool is
 ** refused. cumsum runs in double for floats, in wrapping int64 for
 ** integers (int64 result).
+**
+** Autograd: fused backward kernels over the same layout (end of file);
+** the nodes are recorded through vl__reduce_record (reduce.c).
 */
 /* No FP exceptions are read: lets GCC vectorise the max selects (see
    reduce.c). Before the includes, for the inline helpers too. */
@@ -234,8 +237,6 @@ static vl_tensor *softmax_impl(const char *name, const vl_tensor *t, int dim, bo
   return y;
 }
 
-vl_tensor *vl_softmax(const vl_tensor *t, int dim) { return softmax_impl("softmax", t, dim, false); }
-vl_tensor *vl_log_softmax(const vl_tensor *t, int dim) { return softmax_impl("log_softmax", t, dim, true); }
 
 /* ------------------------------------------------------------------ */
 /* cumsum                                                              */
@@ -302,7 +303,7 @@ VL_DEF_CUMSUM(i32, VL_INT32)
 VL_DEF_CUMSUM(u8, VL_UINT8)
 VL_DEF_CUMSUM(b8, VL_BOOL)
 
-vl_tensor *vl_cumsum(const vl_tensor *t, int dim) {
+static vl_tensor *cumsum_fwd(const vl_tensor *t, int dim) {
   const char *name = "cumsum";
   if (check_tensor(name, t)) return NULL;
   rplan pl;
@@ -344,3 +345,169 @@ vl_tensor *vl_cumsum(const vl_tensor *t, int dim) {
   }
   return y;
 }
+
+/* ------------------------------------------------------------------ */
+/* Backward of softmax, log_softmax, cumsum                            */
+/* ------------------------------------------------------------------ */
+
+/* The nodes keep the dim in iarg[1] and the output y in iarg[3]'s slot
+   (softmax, log_softmax). Gradients are computed by fused kernels over
+   the [O, R, I] layout of the (contiguous) output gradient g, in float32
+   or float64 with double sums:
+     softmax      gx = y (g - sum_r g y)
+     log_softmax  gx = g - exp(y) sum_r g
+     cumsum       gx = reverse running sum of g along dim. */
+enum { SM_SOFTMAX, SM_LOGSOFTMAX, SM_CUMSUM };
+
+/* exp of a log-softmax output (<= 0): vectorised in float32. */
+VL_AI double sm_exp_y(double y, vl_dtype dt) { return dt == VL_FLOAT32 ? (double)vl_expf((float)y) : exp(y); }
+
+/* One (o, column block) task; y is NULL for cumsum. kind and dt are
+   constants in each instance below, so the inner loops vectorise. */
+VL_AI void sm_grad_block(int kind, const void *g, const void *y, void *gx, int64_t o, int64_t i0, int64_t ni,
+                         int64_t R, int64_t I, vl_dtype dt) {
+  int64_t base = o * R * I + i0;
+  if (I == 1) { /* one row: scalar sums */
+    double s = 0;
+    if (kind == SM_CUMSUM) {
+      for (int64_t r = R - 1; r >= 0; r--) {
+        s += ldw(g, base + r, dt);
+        stw(gx, base + r, dt, s);
+      }
+      return;
+    }
+    if (kind == SM_SOFTMAX) {
+#pragma omp simd reduction(+ : s)
+      for (int64_t r = 0; r < R; r++) s += ldw(g, base + r, dt) * ldw(y, base + r, dt);
+      VL_SIMD
+      for (int64_t r = 0; r < R; r++) {
+        double yv = ldw(y, base + r, dt);
+        stw(gx, base + r, dt, yv * (ldw(g, base + r, dt) - s));
+      }
+    } else {
+#pragma omp simd reduction(+ : s)
+      for (int64_t r = 0; r < R; r++) s += ldw(g, base + r, dt);
+      VL_SIMD
+      for (int64_t r = 0; r < R; r++)
+        stw(gx, base + r, dt, ldw(g, base + r, dt) - sm_exp_y(ldw(y, base + r, dt), dt) * s);
+    }
+    return;
+  }
+  double s[VL_REDUCE_COLBLOCK];
+  for (int64_t i = 0; i < ni; i++) s[i] = 0;
+  if (kind == SM_CUMSUM) {
+    for (int64_t r = R - 1; r >= 0; r--) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) {
+        int64_t j = base + r * I + i;
+        s[i] += ldw(g, j, dt);
+        stw(gx, j, dt, s[i]);
+      }
+    }
+    return;
+  }
+  for (int64_t r = 0; r < R; r++) {
+    int64_t j0 = base + r * I;
+    if (kind == SM_SOFTMAX) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) s[i] += ldw(g, j0 + i, dt) * ldw(y, j0 + i, dt);
+    } else {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) s[i] += ldw(g, j0 + i, dt);
+    }
+  }
+  for (int64_t r = 0; r < R; r++) {
+    int64_t j0 = base + r * I;
+    if (kind == SM_SOFTMAX) {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++) stw(gx, j0 + i, dt, ldw(y, j0 + i, dt) * (ldw(g, j0 + i, dt) - s[i]));
+    } else {
+      VL_SIMD
+      for (int64_t i = 0; i < ni; i++)
+        stw(gx, j0 + i, dt, ldw(g, j0 + i, dt) - sm_exp_y(ldw(y, j0 + i, dt), dt) * s[i]);
+    }
+  }
+}
+
+typedef void (*sm_grad_fn)(const void *g, const void *y, void *gx, int64_t o, int64_t i0, int64_t ni, int64_t R,
+                           int64_t I);
+#define VL_DEF_SM_GRAD(SFX, KIND, DT)                                                                        \
+  static void sm_grad_##SFX(const void *g, const void *y, void *gx, int64_t o, int64_t i0, int64_t ni,     \
+                            int64_t R, int64_t I) {                                                        \
+    sm_grad_block(KIND, g, y, gx, o, i0, ni, R, I, DT);                                                    \
+  }
+VL_DEF_SM_GRAD(sm_f32, SM_SOFTMAX, VL_FLOAT32)
+VL_DEF_SM_GRAD(sm_f64, SM_SOFTMAX, VL_FLOAT64)
+VL_DEF_SM_GRAD(lsm_f32, SM_LOGSOFTMAX, VL_FLOAT32)
+VL_DEF_SM_GRAD(lsm_f64, SM_LOGSOFTMAX, VL_FLOAT64)
+VL_DEF_SM_GRAD(cs_f32, SM_CUMSUM, VL_FLOAT32)
+VL_DEF_SM_GRAD(cs_f64, SM_CUMSUM, VL_FLOAT64)
+
+/* Contiguous t in dtype dt (a new reference). */
+static vl_tensor *dense_as(const vl_tensor *t, vl_dtype dt) {
+  vl_tensor *c = vl_to_dtype(t, dt);
+  if (c == NULL) return NULL;
+  vl_tensor *d = vl_contiguous(c);
+  vl_tensor_release(c);
+  return d;
+}
+
+static int shape_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
+  int kind = (int)(n->iarg[1] >> 8), dim = (int)(n->iarg[1] & 0xff);
+  int nd = n->in_ndim[0];
+  const int64_t *shape = n->in_shape[0];
+  vl_dtype work = float_work(g->dtype);
+  int64_t O = 1, R = nd > 0 ? shape[dim] : 1, I = 1;
+  for (int d = 0; d < nd; d++) {
+    if (d < dim) O *= shape[d];
+    if (d > dim) I *= shape[d];
+  }
+  vl_tensor *gc = dense_as(g, work);
+  vl_tensor *yc = kind == SM_CUMSUM || gc == NULL ? NULL : dense_as(n->saved[n->iarg[3]], work);
+  vl_tensor *gx = gc && (yc || kind == SM_CUMSUM) ? vl_empty(nd, shape, work) : NULL;
+  if (gx && O * R * I > 0) {
+    const void *gp = vl_data_ptr(gc), *yp = yc ? vl_data_ptr(yc) : NULL;
+    void *xp = vl_data_ptr(gx);
+    int64_t cb = I == 1 ? 1 : vl__reduce_colblock(O, I), nb = (I + cb - 1) / cb;
+    bool f32 = work == VL_FLOAT32;
+    sm_grad_fn fn = kind == SM_SOFTMAX ? (f32 ? sm_grad_sm_f32 : sm_grad_sm_f64)
+                  : kind == SM_LOGSOFTMAX ? (f32 ? sm_grad_lsm_f32 : sm_grad_lsm_f64)
+                                          : (f32 ? sm_grad_cs_f32 : sm_grad_cs_f64);
+#pragma omp parallel for if (O * R * I > VL_PARALLEL_GRAIN) schedule(static)
+    for (int64_t t2 = 0; t2 < O * nb; t2++) {
+      int64_t o = t2 / nb, i0 = (t2 % nb) * cb, ni = VL_MIN(cb, I - i0);
+      fn(gp, yp, xp, o, i0, ni, R, I);
+    }
+  }
+  vl_tensor_release(gc);
+  vl_tensor_release(yc);
+  gi[0] = vl_ag_reduce_to(n, 0, gx);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
+/* Record out = op(t) along dim (0-based, wrapped) when t requires grad. */
+static vl_tensor *shape_record(const char *name, int kind, const vl_tensor *t, int dim, vl_tensor *out) {
+  int d = 0;
+  if (vl_wrap_dim(name, dim, t->ndim, &d)) { /* cannot fail: the forward ran */
+    vl_tensor_release(out);
+    return NULL;
+  }
+  bool mask[VL_MAX_DIMS] = {false};
+  if (t->ndim > 0) mask[d] = true;
+  return vl__reduce_record(name, shape_backward, t, out, vl__mask_bits(t->ndim, mask), ((int64_t)kind << 8) | d, 0,
+                           NULL, kind != SM_CUMSUM);
+}
+
+/* Integer inputs never require grad (and give float32/int64 results
+   with no node). */
+static vl_tensor *shape_op(const char *name, int kind, const vl_tensor *t, int dim) {
+  bool rec = vl__ag_begin(t);
+  vl_tensor *out = kind == SM_CUMSUM ? cumsum_fwd(t, dim) : softmax_impl(name, t, dim, kind == SM_LOGSOFTMAX);
+  vl__ag_end(rec);
+  if (out == NULL || !rec || !vl_dtype_is_float(out->dtype)) return out;
+  return shape_record(name, kind, t, dim, out);
+}
+
+vl_tensor *vl_softmax(const vl_tensor *t, int dim) { return shape_op("softmax", SM_SOFTMAX, t, dim); }
+vl_tensor *vl_log_softmax(const vl_tensor *t, int dim) { return shape_op("log_softmax", SM_LOGSOFTMAX, t, dim); }
+vl_tensor *vl_cumsum(const vl_tensor *t, int dim) { return shape_op("cumsum", SM_CUMSUM, t, dim); }

@@ -290,11 +290,15 @@ int vl_broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, const
 /* Tensors                                                              */
 /* ------------------------------------------------------------------ */
 
+/* Row-major strides. A shape with a zero dim may have other dims whose
+   product overflows (the tensor holds nothing): strides then saturate
+   instead of overflowing, since no element is ever addressed. */
 static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
   int64_t s = 1;
   for (int d = ndim - 1; d >= 0; d--) {
     stride[d] = s;
-    s *= shape[d] > 0 ? shape[d] : 1;
+    int64_t n = shape[d] > 0 ? shape[d] : 1;
+    s = s > INT64_MAX / n ? INT64_MAX : s * n;
   }
 }
 

@@ -5,10 +5,10 @@
 set -eu
 
 PACKAGES="gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libreadline-dev zlib1g-dev \
-libcmocka-dev lua-busted"
+libcmocka-dev lua-busted libcjson-dev dataset-fashion-mnist"
 # Extra packages for `make bench` and `make fixtures` (peers and references).
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES="$PACKAGES python3-numpy"
+  PACKAGES="$PACKAGES python3-numpy python3-torch"
 fi
 
 missing=""

@@ -89,5 +89,8 @@ void vlua_open_linalg(lua_State *L);
 void vlua_open_index(lua_State *L);
 void vlua_open_random(lua_State *L);
 void vlua_open_autograd(lua_State *L);
+void vlua_open_conv(lua_State *L);
+void vlua_open_io(lua_State *L);
+void vlua_open_nn(lua_State *L);
 
 #endif /* VLUA_BIND_H */

@@ -78,6 +78,9 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_index(L);
   vlua_open_random(L);
   vlua_open_autograd(L);
+  vlua_open_conv(L);
+  vlua_open_io(L);
+  vlua_open_nn(L);
 
   lua_pushliteral(L, VL_VERSION);
   lua_setfield(L, -2, "version");
