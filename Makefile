@@ -113,10 +113,13 @@ fuzz:
 	    build-fuzz/corpus_$$t tests/fixtures/io || exit 1; \
 	done
 
-bench: all
+bench:
+	@sh scripts/setup.sh --bench
+	@$(MAKE) --no-print-directory all
 	@for f in scripts/bench/*.lua; do echo "== $$f"; $(BUILD)/vlua $$f || exit 1; done
 
 fixtures:
+	@sh scripts/setup.sh --bench
 	@for f in scripts/fixtures/*.py; do echo "== $$f"; /usr/bin/python3 $$f || exit 1; done
 
 install: all
