@@ -45,6 +45,8 @@
 /* Elements per partial sum of a loss: partials are added in order, so a
    sum does not depend on the thread count. */
 #define NN_SUM_CHUNK 4096
+/* Running maxima kept side by side when scanning a row of logits. */
+#define NN_MAX_LANES 16
 /* Columns per task when weight gradients sum over rows. */
 #define NN_COLBLOCK 256
 /* float32 exp arguments below ln(FLT_MIN) give 0 (as softmax.c): such
@@ -1481,9 +1483,16 @@ VL_ALWAYS_INLINE double lse_at(const void *x, int64_t base, int64_t C, int64_t S
   if (S == 1) {
     NN_TYPED(dt, {
       const real *restrict r = (const real *)x + base;
-      real m = r[0];
-      NN_PRAGMA(omp simd reduction(max : m))
-      for (int64_t c = 1; c < C; c++) m = r[c] > m ? r[c] : m;
+      /* independent lanes keep the maxima in registers (an omp simd
+         max reduction kept its accumulator in memory) */
+      real lane[NN_MAX_LANES], m;
+      for (int k = 0; k < NN_MAX_LANES; k++) lane[k] = r[0];
+      int64_t c0 = 0;
+      for (; c0 + NN_MAX_LANES <= C; c0 += NN_MAX_LANES)
+        for (int k = 0; k < NN_MAX_LANES; k++) lane[k] = r[c0 + k] > lane[k] ? r[c0 + k] : lane[k];
+      m = lane[0];
+      for (int k = 1; k < NN_MAX_LANES; k++) m = lane[k] > m ? lane[k] : m;
+      for (; c0 < C; c0++) m = r[c0] > m ? r[c0] : m;
       double s = 0;
       if (dt == VL_FLOAT32) {
         NN_SIMD_SUM(s)
