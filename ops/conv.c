@@ -222,6 +222,9 @@ static vl_tensor *scratch(int64_t n, vl_dtype dt) {
    plane, without the im2col copy. */
 /* Most kernel elements (kH*kW) the direct path takes (a stack array). */
 #define VL_CONV_DW_MAXK 64
+/* Output columns summed lane by lane in the weight gradient (a stack
+   array of VL_CONV_DW_MAXK x this many elements, 32 KiB in float32). */
+#define VL_CONV_DW_BLOCK 128
 
 static inline bool g_direct(const geom *g) { return g->Ci == 1 && g->G > 1 && g->kH * g->kW <= VL_CONV_DW_MAXK; }
 
@@ -282,30 +285,42 @@ static inline bool g_direct(const geom *g) { return g->Ci == 1 && g->G > 1 && g-
         }                                                                                              \
       }                                                                                                \
   }                                                                                                    \
-  /* <src, shift_k(in)> for every k, added to acc[k] */                                                \
+  /* <src, shift_k(in)> for every k, added to acc[k]: lane sums over the  \
+     rows in blocks of VL_CONV_DW_BLOCK output columns, reduced once per   \
+     block (not once per row) */                                           \
   CONV_CLONES static void dw_wgrad_plane_##T(const geom *g, const T *restrict in, const T *restrict src, \
                                              double *restrict acc) {                                   \
-    for (int64_t kh = 0; kh < g->kH; kh++)                                                             \
-      for (int64_t kw = 0; kw < g->kW; kw++) {                                                         \
-        int64_t woff = kw * g->dW - g->pL, lo, hi;                                                     \
-        valid_range(woff, g->sW, g->W, g->OW, &lo, &hi);                                               \
-        double sum = 0;                                                                                \
-        for (int64_t oh = 0; oh < g->OH; oh++) {                                                       \
-          int64_t ih = oh * g->sH - g->pT + kh * g->dH;                                                \
-          if (ih < 0 || ih >= g->H) continue;                                                          \
-          const T *restrict r = in + ih * g->W + woff;                                                 \
-          const T *restrict s = src + oh * g->OW;                                                      \
-          T row = 0;                                                                                   \
-          if (g->sW == 1) {                                                                            \
-            _Pragma("omp simd reduction(+ : row)")                                                     \
-            for (int64_t ow = lo; ow < hi; ow++) row += s[ow] * r[ow];                                 \
-          } else {                                                                                     \
-            for (int64_t ow = lo; ow < hi; ow++) row += s[ow] * r[ow * g->sW];                         \
+    int64_t kk = g->kH * g->kW;                                                                        \
+    T lanes[VL_CONV_DW_MAXK][VL_CONV_DW_BLOCK];                                                        \
+    for (int64_t b0 = 0; b0 < g->OW; b0 += VL_CONV_DW_BLOCK) {                                         \
+      int64_t b1 = VL_MIN(b0 + VL_CONV_DW_BLOCK, g->OW);                                               \
+      for (int64_t k = 0; k < kk; k++)                                                                 \
+        for (int64_t j = 0; j < VL_CONV_DW_BLOCK; j++) lanes[k][j] = 0;                                \
+      for (int64_t kh = 0; kh < g->kH; kh++)                                                           \
+        for (int64_t kw = 0; kw < g->kW; kw++) {                                                       \
+          T *restrict ln = lanes[kh * g->kW + kw] - b0;                                                \
+          int64_t woff = kw * g->dW - g->pL, lo, hi;                                                   \
+          valid_range(woff, g->sW, g->W, g->OW, &lo, &hi);                                             \
+          lo = VL_MAX(lo, b0), hi = VL_MIN(hi, b1);                                                    \
+          for (int64_t oh = 0; oh < g->OH; oh++) {                                                     \
+            int64_t ih = oh * g->sH - g->pT + kh * g->dH;                                              \
+            if (ih < 0 || ih >= g->H) continue;                                                        \
+            const T *restrict r = in + ih * g->W + woff;                                               \
+            const T *restrict s = src + oh * g->OW;                                                    \
+            if (g->sW == 1) {                                                                          \
+              _Pragma("omp simd")                                                                      \
+              for (int64_t ow = lo; ow < hi; ow++) ln[ow] += s[ow] * r[ow];                            \
+            } else {                                                                                   \
+              for (int64_t ow = lo; ow < hi; ow++) ln[ow] += s[ow] * r[ow * g->sW];                    \
+            }                                                                                          \
           }                                                                                            \
-          sum += row;                                                                                  \
         }                                                                                              \
-        acc[kh * g->kW + kw] += sum;                                                                   \
+      for (int64_t k = 0; k < kk; k++) {                                                               \
+        double sum = 0;                                                                                \
+        for (int64_t j = 0; j < b1 - b0; j++) sum += lanes[k][j];                                      \
+        acc[k] += sum;                                                                                 \
       }                                                                                                \
+    }                                                                                                  \
   }                                                                                                    \
   /* cols[n, g*R + r] = sum_k W[g*R + r, k] * shift_k(img[n, g]) */                                    \
   static void dw_unfold_mm_##T(const geom *g, int64_t N, const T *restrict img, const T *restrict w,   \

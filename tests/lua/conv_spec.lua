@@ -362,6 +362,8 @@ describe("bad input", function()
     raises("conv2d: groups must be at least 1, got 0", function() return vl.conv2d(x, w, nil, { groups = 0 }) end)
     raises("conv2d: expected a 4%-d input %[N,C,H,W%] %(or 3%-d %[C,H,W%]%), got 2%-d %[5,5%]",
            function() return vl.conv2d(vl.randn({ 5, 5 }), w) end)
+    raises("conv2d: expected a 4%-d input %[N,C,H,W%] %(or 3%-d %[C,H,W%]%), got 0%-d %[%]",
+           function() return vl.conv2d(vl.tensor(1.5), w) end)
     raises("conv2d: expected a 4%-d weight, got 2%-d %[4,27%]", function() return vl.conv2d(x, vl.randn({ 4, 27 })) end)
     raises("conv2d: bias must have shape %[4%] %(one per output channel%), got %[3%]",
            function() return vl.conv2d(x, w, vl.randn({ 3 })) end)
