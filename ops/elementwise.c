@@ -1,11 +1,13 @@
 /*
-** elementwise.c — unary and binary element-wise ops, clamp, where,
-** masked_fill (prefix vl_), and their reverse-mode gradients.
+** elementwise.c — unary and binary element-wise ops and clamp (prefix
+** vl_), and their reverse-mode gradients. where and masked_fill are in
+** where.c; what both files share (compiler setup, the loop driver's plan
+** and context, checks) is in elementwise_internal.h.
 **
 ** Autograd: an out-of-place op whose input requires grad records one node
-** (unary_record, binary_record, where_record) saving only what its
-** backward reads; the backward turns the output gradient into each
-** input's with one fused pass (grad_kernel) or a plain op, summed over
+** (unary_record, binary_record) saving only what its backward reads;
+** the backward turns the output gradient into each input's with one
+** fused pass (grad_kernel) or a plain op, summed over
 ** broadcast dims by vl_ag_reduce_to. In-place forms refuse tensors in the
 ** graph (vl_ag_check_inplace) and bump the storage version after writing.
 **
@@ -29,54 +31,16 @@
 **  - everything else (float16, bfloat16, mixed dtypes): elements read as
 **    double through vl_load, computed in double, stored with vl_store.
 */
-#if defined(__GNUC__) && !defined(__clang__)
-/* Let the kernels vectorise: we never read FP exception flags or errno,
-   and loops of unknown length should vectorise at -O2 too. a*b+c may
-   become one fused multiply-add where the CPU has FMA (the AVX2/AVX-512
-   clones below): one rounding instead of two, so float32 results can
-   differ in the last bit between machines. No reassociation. */
-#pragma GCC optimize("no-trapping-math", "no-math-errno", "vect-cost-model=dynamic", "fp-contract=fast")
-#endif
+#include "elementwise_internal.h"
 
-#include <limits.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <omp.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
-#include "autograd.h"
-#include "vl_internal.h"
-
-/* Most operands one kernel walks at once: output + 3 inputs (where). */
-#define EW_MAX_OPS 4
 /* Thread ranges start on multiples of this many elements, so that every
    thread's contiguous run starts on a cache line (64 bytes of float32). */
 #define EW_RANGE_ALIGN 64
 /* Longest op name with the in-place suffix, for messages. */
 #define EW_NAME_MAX 32
 
-/* The math helpers must inline into the kernel loops to vectorise; the
-   big switch kernels would otherwise exhaust GCC's inlining budget. */
-#if defined(__GNUC__)
-#define EW_INLINE static inline __attribute__((always_inline))
-#else
-#define EW_INLINE static inline
-#endif
-
 /* Internal op code of clamp next to the vl_unop codes. */
 #define EW_CLAMP VL_UNOP_COUNT
-
-/* The float32 kernels are compiled for AVX-512 and AVX2 (with FMA) too and
-   picked at load time (GNU ifunc): the exp family is compute-bound with
-   SSE2 alone. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define EW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define EW_CLONES
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Names                                                                */
@@ -100,8 +64,6 @@ const char *vl_binop_name(vl_binop op) {
 }
 
 static bool binop_gives_bool(vl_binop op) { return op >= VL_EQ; }
-
-static bool dtype_is_int(vl_dtype dt) { return !vl_dtype_is_float(dt); } /* int*, uint8, bool */
 
 /* Unary ops that keep integer/bool dtypes (the rest give float32). */
 static bool unop_keeps_int(int op) {
@@ -278,56 +240,13 @@ static inline int64_t irem(int64_t x, int64_t y) {
   return r;
 }
 
-static inline int64_t load_i64(const char *p, vl_dtype dt) {
-  switch (dt) {
-    case VL_INT64: return *(const int64_t *)p;
-    case VL_INT32: return *(const int32_t *)p;
-    case VL_UINT8: return *(const uint8_t *)p;
-    case VL_BOOL: return *(const uint8_t *)p != 0;
-    default: return vl_double_to_i64(vl_load(p, 0, dt));
-  }
-}
-
-static inline void store_i64(char *p, vl_dtype dt, int64_t v) {
-  switch (dt) {
-    case VL_INT64: *(int64_t *)p = v; break;
-    case VL_INT32: *(int32_t *)p = (int32_t)(uint32_t)(uint64_t)v; break; /* wraps */
-    case VL_UINT8: *(uint8_t *)p = (uint8_t)(uint64_t)v; break;           /* wraps */
-    case VL_BOOL: *(uint8_t *)p = v != 0; break;
-    default: vl_store(p, 0, dt, (double)v); break;
-  }
-}
-
 /* ------------------------------------------------------------------ */
 /* The strided loop driver                                              */
 /* ------------------------------------------------------------------ */
 
-typedef struct ew_plan {
-  int nops;                               /* operand 0 is the output */
-  int ndim;                               /* >= 1 after merging */
-  int64_t numel;
-  int64_t shape[VL_MAX_DIMS];
-  int64_t stride[EW_MAX_OPS][VL_MAX_DIMS]; /* elements */
-  char *base[EW_MAX_OPS];                  /* element [0,...,0] */
-  int64_t esize[EW_MAX_OPS];
-} ew_plan;
-
-typedef struct ew_ctx {
-  int op;
-  vl_dtype dt[EW_MAX_OPS];
-  double beta, thr;  /* softplus */
-  double lo, hi;     /* clamp (float), -inf/+inf when absent */
-  int64_t ilo, ihi;  /* clamp (integer) */
-  double value;      /* masked_fill */
-} ew_ctx;
-
-/* One inner row: n elements; p[k] points at operand k's first element,
-   s[k] is its step in elements. */
-typedef void (*ew_kernel)(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c);
-
 /* Build a plan over `shape` for operands ts[0..nops) (ts[0] the output,
    already of that shape; inputs broadcast to it). */
-static void plan_init(ew_plan *pl, int ndim, const int64_t *shape, int nops, const vl_tensor *const *ts) {
+void vl__ew_plan_init(ew_plan *pl, int ndim, const int64_t *shape, int nops, const vl_tensor *const *ts) {
   int64_t st[EW_MAX_OPS][VL_MAX_DIMS];
   pl->nops = nops;
   pl->numel = 1;
@@ -395,7 +314,7 @@ static void run_range(const ew_plan *pl, ew_kernel fn, const ew_ctx *c, int64_t 
   }
 }
 
-static void ew_run(const ew_plan *pl, ew_kernel fn, const ew_ctx *c) {
+void vl__ew_run(const ew_plan *pl, ew_kernel fn, const ew_ctx *c) {
   int64_t n = pl->numel;
   if (n <= 0) return;
 #pragma omp parallel if (n > VL_PARALLEL_GRAIN)
@@ -717,69 +636,6 @@ static void bin_int(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c
 }
 
 /* ------------------------------------------------------------------ */
-/* where / masked_fill kernels                                          */
-/* ------------------------------------------------------------------ */
-
-#define WHERE_LOOP(T)                                                           \
-  do {                                                                          \
-    T *o_ = (T *)p[0];                                                          \
-    const uint8_t *c_ = (const uint8_t *)p[1];                                  \
-    const T *a_ = (const T *)p[2], *b_ = (const T *)p[3];                       \
-    if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1) {                     \
-      _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o_[i] = c_[i] ? a_[i] : b_[i]; \
-    } else {                                                                    \
-      for (int64_t i = 0; i < n; i++) o_[i * s[0]] = c_[i * s[1]] ? a_[i * s[2]] : b_[i * s[3]]; \
-    }                                                                           \
-  } while (0)
-
-static void where_f32(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
-  VL_UNUSED(c);
-  WHERE_LOOP(float);
-}
-
-static void where_f64(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
-  VL_UNUSED(c);
-  WHERE_LOOP(double);
-}
-
-/* cond is bool or uint8: a non-zero byte selects a. */
-static void where_generic(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
-  vl_dtype to = c->dt[0], ta = c->dt[2], tb = c->dt[3];
-  bool exact = dtype_is_int(to);
-  int64_t eo = (int64_t)vl_dtype_size(to), ea = (int64_t)vl_dtype_size(ta), eb = (int64_t)vl_dtype_size(tb);
-  for (int64_t i = 0; i < n; i++) {
-    bool sel = ((const uint8_t *)p[1])[i * s[1]] != 0;
-    if (exact) {
-      int64_t v = sel ? load_i64(p[2] + i * s[2] * ea, ta) : load_i64(p[3] + i * s[3] * eb, tb);
-      store_i64(p[0] + i * s[0] * eo, to, v);
-    } else {
-      double v = sel ? vl_load(p[2], i * s[2], ta) : vl_load(p[3], i * s[3], tb);
-      vl_store(p[0], i * s[0], to, v);
-    }
-  }
-}
-
-static void fill_f32(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
-  float *o = (float *)p[0];
-  const uint8_t *m = (const uint8_t *)p[1];
-  const float v = (float)c->value;
-  if (s[0] == 1 && s[1] == 1) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) o[i] = m[i] ? v : o[i];
-  } else {
-    for (int64_t i = 0; i < n; i++)
-      if (m[i * s[1]]) o[i * s[0]] = v;
-  }
-}
-
-static void fill_generic(int64_t n, char *const *p, const int64_t *s, const ew_ctx *c) {
-  vl_dtype to = c->dt[0];
-  const uint8_t *m = (const uint8_t *)p[1];
-  for (int64_t i = 0; i < n; i++)
-    if (m[i * s[1]]) vl_store(p[0], i * s[0], to, c->value);
-}
-
-/* ------------------------------------------------------------------ */
 /* Gradient kernels (backward of the ops above)                         */
 /* ------------------------------------------------------------------ */
 
@@ -931,7 +787,7 @@ static vl_tensor *grad_kernel(const ew_ctx *base, const vl_tensor *g, const vl_t
   const vl_tensor *ops[EW_MAX_OPS] = {out, g, u, v};
   int nops = base->op > EW_CLAMP ? 4 : 3;
   ew_plan pl;
-  plan_init(&pl, g->ndim, g->shape, nops, ops);
+  vl__ew_plan_init(&pl, g->ndim, g->shape, nops, ops);
   ew_ctx c = *base;
   bool all32 = true, all64 = true;
   for (int k = 0; k < nops; k++) {
@@ -939,53 +795,8 @@ static vl_tensor *grad_kernel(const ew_ctx *base, const vl_tensor *g, const vl_t
     all32 = all32 && c.dt[k] == VL_FLOAT32;
     all64 = all64 && c.dt[k] == VL_FLOAT64;
   }
-  ew_run(&pl, all32 ? gr_f32 : all64 ? gr_f64 : gr_generic, &c);
+  vl__ew_run(&pl, all32 ? gr_f32 : all64 ? gr_f64 : gr_generic, &c);
   return out;
-}
-
-/* ------------------------------------------------------------------ */
-/* Shared checks                                                        */
-/* ------------------------------------------------------------------ */
-
-static int check_tensor(const char *op, const char *what, const vl_tensor *t) {
-  if (t == NULL) return vl_error(VL_EARG, "%s: %s is NULL (expected a tensor)", op, what);
-  return VL_OK;
-}
-
-/* An output with a stride-0 dim (an expanded view) would be written many
-   times over through one element. */
-static int check_writable(const char *op, const vl_tensor *t) {
-  for (int d = 0; d < t->ndim; d++) {
-    if (t->stride[d] == 0 && t->shape[d] > 1) {
-      char buf[VL_SHAPE_STR];
-      return vl_error(VL_EARG,
-                      "%s: cannot write into an expanded tensor of shape %s (dim %d has stride 0); "
-                      "clone it first",
-                      op, vl_shape_str(t->ndim, t->shape, buf), d);
-    }
-  }
-  return VL_OK;
-}
-
-/* When `in` overlaps the output without being the very same view, read a
-   copy instead so that no element is read after it was overwritten.
-   Returns the tensor to read (*tmp holds a new reference or NULL). */
-static const vl_tensor *unalias(const vl_tensor *out, const vl_tensor *in, vl_tensor **tmp) {
-  *tmp = NULL;
-  if (!vl_shares_storage(out, in)) return in;
-  bool same = in->dtype == out->dtype && in->offset == out->offset && in->ndim == out->ndim;
-  for (int d = 0; same && d < in->ndim; d++)
-    same = in->shape[d] == out->shape[d] && (in->stride[d] == out->stride[d] || in->shape[d] == 1);
-  if (same) return in;
-  *tmp = vl_clone(in);
-  return *tmp;
-}
-
-static bool shapes_equal(int na, const int64_t *sa, int nb, const int64_t *sb) {
-  if (na != nb) return false;
-  for (int d = 0; d < na; d++)
-    if (sa[d] != sb[d]) return false;
-  return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1007,7 +818,7 @@ static int unary_into(const char *name, ew_ctx *c, vl_tensor *out, const vl_tens
   if (in == NULL) return vl_last_status();
   const vl_tensor *ops[2] = {out, in};
   ew_plan pl;
-  plan_init(&pl, out->ndim, out->shape, 2, ops);
+  vl__ew_plan_init(&pl, out->ndim, out->shape, 2, ops);
   c->dt[0] = out->dtype;
   c->dt[1] = in->dtype;
   ew_kernel fn;
@@ -1019,12 +830,10 @@ static int unary_into(const char *name, ew_ctx *c, vl_tensor *out, const vl_tens
     fn = un_int;
   else
     fn = un_generic;
-  ew_run(&pl, fn, c);
+  vl__ew_run(&pl, fn, c);
   vl_tensor_release(tmp);
   return VL_OK;
 }
-
-static void ctx_init(ew_ctx *c, int op);
 
 /* What a unary op's backward reads: nothing, its input x or its output y
    (whichever the formula needs; the output when both would do). */
@@ -1107,18 +916,6 @@ static int unary_inplace(const char *name, ew_ctx *c, vl_tensor *a) {
   rc = unary_into(name, c, a, a);
   if (rc == VL_OK) vl_bump_version(a);
   return rc;
-}
-
-#define EW_SOFTPLUS_BETA 1.0
-#define EW_SOFTPLUS_THRESHOLD 20.0
-
-static void ctx_init(ew_ctx *c, int op) {
-  memset(c, 0, sizeof *c);
-  c->op = op;
-  c->beta = EW_SOFTPLUS_BETA;
-  c->thr = EW_SOFTPLUS_THRESHOLD;
-  c->lo = -INFINITY;
-  c->hi = INFINITY;
 }
 
 vl_tensor *vl_unary(vl_unop op, const vl_tensor *a) {
@@ -1227,7 +1024,7 @@ static int binary_into(const char *name, vl_binop op, vl_tensor *out, const vl_t
   }
   const vl_tensor *ops[3] = {out, ia, ib};
   ew_plan pl;
-  plan_init(&pl, out->ndim, out->shape, 3, ops);
+  vl__ew_plan_init(&pl, out->ndim, out->shape, 3, ops);
   ew_ctx c;
   ctx_init(&c, op);
   c.dt[0] = out->dtype;
@@ -1243,7 +1040,7 @@ static int binary_into(const char *name, vl_binop op, vl_tensor *out, const vl_t
     fn = bin_int;
   else
     fn = bin_generic;
-  ew_run(&pl, fn, &c);
+  vl__ew_run(&pl, fn, &c);
   vl_tensor_release(ta);
   vl_tensor_release(tb);
   return VL_OK;
@@ -1407,123 +1204,4 @@ int vl_binary_out(vl_binop op, vl_tensor *out, const vl_tensor *a, const vl_tens
   rc = binary_into(name, op, out, a, b);
   if (rc == VL_OK) vl_bump_version(out);
   return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* where, masked_fill                                                   */
-/* ------------------------------------------------------------------ */
-
-/* where: the gradient goes to a where cond holds and to b elsewhere;
-   masked_fill: to a where the mask does not hold. saved[0] = cond/mask. */
-static int where_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
-  vl_tensor *zero = vl_scalar(0, g->dtype);
-  if (zero == NULL) return vl_last_status();
-  bool fill = n->ninputs == 1;
-  int rc = VL_OK;
-  for (int i = 0; i < n->ninputs && rc == VL_OK; i++) {
-    if (!n->needs[i]) continue;
-    bool takes_true = i == 0 && !fill;
-    gi[i] = vl_ag_reduce_to(n, i, vl_where(n->saved[0], takes_true ? g : zero, takes_true ? zero : g));
-    if (gi[i] == NULL) rc = vl_last_status();
-  }
-  vl_tensor_release(zero);
-  return rc;
-}
-
-/* Record where (inputs a, b) or masked_fill (input a); `mask` is saved. */
-static vl_tensor *where_record(const char *name, const vl_tensor *mask, int nin, const vl_tensor *const *in,
-                               vl_tensor *out) {
-  if (!vl_dtype_is_float(out->dtype) || !vl_ag_needed(nin, in)) return out;
-  vl_node *n = vl_ag_node(name, where_backward, nin, in);
-  if (n == NULL || vl_ag_save(n, mask) < 0 || vl_ag_attach(out, n) != VL_OK) {
-    vl_ag_node_release(n);
-    vl_tensor_release(out);
-    return NULL;
-  }
-  return out;
-}
-
-static int check_mask_dtype(const char *op, const char *what, const vl_tensor *m) {
-  if (m->dtype != VL_BOOL && m->dtype != VL_UINT8)
-    return vl_error(VL_EDTYPE, "%s: %s must be bool or uint8, got %s", op, what, vl_dtype_name(m->dtype));
-  return VL_OK;
-}
-
-vl_tensor *vl_where(const vl_tensor *cond, const vl_tensor *a, const vl_tensor *b) {
-  const char *name = "where";
-  if (check_tensor(name, "cond", cond) || check_tensor(name, "a", a) || check_tensor(name, "b", b)) return NULL;
-  if (check_mask_dtype(name, "cond", cond)) return NULL;
-  int n1, nd;
-  int64_t s1[VL_MAX_DIMS], shape[VL_MAX_DIMS];
-  if (vl_broadcast_shapes(name, cond->ndim, cond->shape, a->ndim, a->shape, &n1, s1)) return NULL;
-  if (vl_broadcast_shapes(name, n1, s1, b->ndim, b->shape, &nd, shape)) return NULL;
-  vl_dtype dt = vl_promote(a->dtype, b->dtype);
-  vl_tensor *out = vl_empty(nd, shape, dt);
-  if (out == NULL) return NULL;
-  const vl_tensor *ops[4] = {out, cond, a, b};
-  ew_plan pl;
-  plan_init(&pl, nd, shape, 4, ops);
-  ew_ctx c;
-  ctx_init(&c, 0);
-  for (int k = 0; k < 4; k++) c.dt[k] = ops[k]->dtype;
-  ew_kernel fn = where_generic;
-  if (a->dtype == dt && b->dtype == dt && dt == VL_FLOAT32) fn = where_f32;
-  if (a->dtype == dt && b->dtype == dt && dt == VL_FLOAT64) fn = where_f64;
-  ew_run(&pl, fn, &c);
-  return where_record(name, cond, 2, (const vl_tensor *[]){a, b}, out);
-}
-
-int vl_masked_fill_(vl_tensor *a, const vl_tensor *mask, double value) {
-  const char *name = "masked_fill_";
-  int rc;
-  if ((rc = check_tensor(name, "tensor", a)) || (rc = check_tensor(name, "mask", mask))) return rc;
-  if ((rc = check_mask_dtype(name, "mask", mask))) return rc;
-  if ((rc = vl_ag_check_inplace(name, a))) return rc;
-  int nd;
-  int64_t shape[VL_MAX_DIMS];
-  if ((rc = vl_broadcast_shapes(name, a->ndim, a->shape, mask->ndim, mask->shape, &nd, shape))) return rc;
-  if (!shapes_equal(nd, shape, a->ndim, a->shape)) {
-    char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
-    return vl_error(VL_ESHAPE, "%s: mask of shape %s does not broadcast to the tensor's shape %s", name,
-                    vl_shape_str(mask->ndim, mask->shape, s1), vl_shape_str(a->ndim, a->shape, s2));
-  }
-  if ((rc = check_writable(name, a))) return rc;
-  vl_tensor *tmp = NULL;
-  const vl_tensor *m = unalias(a, mask, &tmp);
-  if (m == NULL) return vl_last_status();
-  const vl_tensor *ops[2] = {a, m};
-  ew_plan pl;
-  plan_init(&pl, a->ndim, a->shape, 2, ops);
-  ew_ctx c;
-  ctx_init(&c, 0);
-  c.dt[0] = a->dtype;
-  c.dt[1] = m->dtype;
-  c.value = value;
-  ew_run(&pl, a->dtype == VL_FLOAT32 ? fill_f32 : fill_generic, &c);
-  vl_tensor_release(tmp);
-  vl_bump_version(a);
-  return VL_OK;
-}
-
-vl_tensor *vl_masked_fill(const vl_tensor *a, const vl_tensor *mask, double value) {
-  if (check_tensor("masked_fill", "tensor", a) || check_tensor("masked_fill", "mask", mask)) return NULL;
-  if (check_mask_dtype("masked_fill", "mask", mask)) return NULL;
-  int nd;
-  int64_t shape[VL_MAX_DIMS];
-  if (vl_broadcast_shapes("masked_fill", a->ndim, a->shape, mask->ndim, mask->shape, &nd, shape)) return NULL;
-  if (!shapes_equal(nd, shape, a->ndim, a->shape)) {
-    char s1[VL_SHAPE_STR], s2[VL_SHAPE_STR];
-    vl_error(VL_ESHAPE, "masked_fill: mask of shape %s does not broadcast to the tensor's shape %s",
-             vl_shape_str(mask->ndim, mask->shape, s1), vl_shape_str(a->ndim, a->shape, s2));
-    return NULL;
-  }
-  vl_tensor *d = vl_detach(a); /* the copy is filled in place: it must not be in the graph */
-  vl_tensor *out = d ? vl_clone(d) : NULL;
-  vl_tensor_release(d);
-  if (out == NULL) return NULL;
-  if (vl_masked_fill_(out, mask, value) != VL_OK) {
-    vl_tensor_release(out);
-    return NULL;
-  }
-  return where_record("masked_fill", mask, 1, &a, out);
 }

@@ -1,85 +1,29 @@
 /*
-** index.c — joining, indexing and ordering: cat, stack, split, chunk,
-** gather, scatter, index_select, masked_select, nonzero, sort, topk,
-** flip, roll, repeat, tril, triu.
+** index.c — joining and indexing: cat, stack, split, chunk, gather,
+** scatter, index_select, masked_select, nonzero, flip, roll, repeat,
+** tril, triu. Ordering (sort, topk) is in ops/sort.c; the helpers both
+** use are in ops/index_internal.h.
 **
 ** Index tensors here are 0-based int64 (int32 accepted). Every index is
 ** checked against its dim before anything is written, so a bad index is
 ** an error and never a wild read or write. Kernels that only move
-** elements (gather, index_select, sort values, flip, roll, repeat) copy
+** elements (gather, index_select, flip, roll, repeat) copy
 ** raw element bytes, so every dtype is exact (int64 past 2^53 included).
 **
 ** Autograd (section at the end): cat, stack, gather, scatter,
-** index_select, masked_select, sort/topk values, flip, roll, repeat, tril
-** and triu record a node; split/chunk pieces are narrow views, which
+** index_select, masked_select, flip, roll, repeat, tril and triu
+** record a node; split/chunk pieces are narrow views, which
 ** record themselves (ops/tensor.c). scatter_/scatter_add_ are in place
 ** and not differentiable; nonzero and index outputs take no part.
 */
 #include <omp.h>
 #include <stdlib.h>
 
-#include "autograd.h"
-#include "vl_internal.h"
-
-/* Runs shorter than this are insertion-sorted inside the merge sort. */
-#define VL_SORT_INSERTION_RUN 16
+#include "index_internal.h"
 
 /* ------------------------------------------------------------------ */
-/* Small helpers                                                       */
+/* Raw copies and index checks                                         */
 /* ------------------------------------------------------------------ */
-
-/* A layout with 0-d promoted to 1-d of size 1 (as PyTorch does for dim
-   arguments on scalars). */
-typedef struct layout {
-  int ndim;
-  int64_t shape[VL_MAX_DIMS];
-  int64_t stride[VL_MAX_DIMS];
-} layout;
-
-static void layout_of(const vl_tensor *t, layout *l) {
-  if (t->ndim == 0) {
-    l->ndim = 1;
-    l->shape[0] = 1;
-    l->stride[0] = 0;
-    return;
-  }
-  l->ndim = t->ndim;
-  for (int d = 0; d < t->ndim; d++) {
-    l->shape[d] = t->shape[d];
-    l->stride[d] = t->stride[d];
-  }
-}
-
-static int64_t shape_numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int d = 0; d < ndim; d++) n *= shape[d];
-  return n;
-}
-
-static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
-  int64_t s = 1;
-  for (int d = ndim - 1; d >= 0; d--) {
-    stride[d] = s;
-    s *= shape[d] > 0 ? shape[d] : 1;
-  }
-}
-
-/* This thread's share [lo, hi) of n items inside a parallel region. */
-static inline void thread_range(int64_t n, int64_t *lo, int64_t *hi) {
-  int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
-  int64_t q = n / nt, r = n % nt;
-  *lo = q * tid + (tid < r ? tid : r);
-  *hi = *lo + q + (tid < r ? 1 : 0);
-}
-
-static inline void copy_elem(char *restrict dst, const char *restrict src, size_t es) {
-  switch (es) {
-    case 1: memcpy(dst, src, 1); break;
-    case 2: memcpy(dst, src, 2); break;
-    case 4: memcpy(dst, src, 4); break;
-    default: memcpy(dst, src, 8); break;
-  }
-}
 
 /* Copy `n` elements of size es from src (stride ss) to dst (stride ds). */
 #define COPY_ROW_T(T)                                                          \
@@ -731,254 +675,6 @@ vl_tensor *vl_nonzero(const vl_tensor *t) {
 }
 
 /* ------------------------------------------------------------------ */
-/* sort, topk                                                          */
-/* ------------------------------------------------------------------ */
-
-/* Every dtype sorts as unsigned 64-bit keys whose order is the wanted
-   one: floats by their IEEE bits (sign-flipped), NaN above +inf (PyTorch
-   puts NaN last ascending, first descending), -0.0 equal to +0.0;
-   integers with the sign bit flipped. Descending inverts the keys, so
-   one stable ascending sort of (key, position) pairs serves every case
-   and ties keep their index order. */
-typedef struct sort_kv {
-  uint64_t key;
-  int64_t idx;
-} sort_kv;
-
-#define VL_SIGN_BIT UINT64_C(0x8000000000000000)
-
-static inline uint64_t float_key(double v) {
-  if (v != v) return UINT64_MAX;
-  if (v == 0) v = 0.0; /* -0.0 sorts as +0.0 */
-  uint64_t b;
-  memcpy(&b, &v, sizeof b);
-  return (b & VL_SIGN_BIT) ? ~b : (b | VL_SIGN_BIT);
-}
-
-static inline uint64_t int_key(int64_t v) { return (uint64_t)v ^ VL_SIGN_BIT; }
-
-/* topk with k at most this (and n >= 4k) selects in one pass instead of sorting. */
-#define VL_TOPK_SELECT_MAX 64
-
-/* Stable merge sort of a[0..n) by key; tmp has n slots. `par`: split
-   the merges of each pass across threads (one big slice). */
-static void sort_pairs(sort_kv *restrict a, sort_kv *restrict tmp, int64_t n, bool par) {
-  int64_t nruns = (n + VL_SORT_INSERTION_RUN - 1) / VL_SORT_INSERTION_RUN;
-#pragma omp parallel for if (par) schedule(static)
-  for (int64_t r = 0; r < nruns; r++) {
-    int64_t lo = r * VL_SORT_INSERTION_RUN, hi = VL_MIN(lo + VL_SORT_INSERTION_RUN, n);
-    for (int64_t i = lo + 1; i < hi; i++) {
-      sort_kv x = a[i];
-      int64_t j = i;
-      while (j > lo && x.key < a[j - 1].key) {
-        a[j] = a[j - 1];
-        j--;
-      }
-      a[j] = x;
-    }
-  }
-  sort_kv *src = a, *dst = tmp;
-  for (int64_t w = VL_SORT_INSERTION_RUN; w < n; w *= 2) {
-    int64_t npairs = (n + 2 * w - 1) / (2 * w);
-#pragma omp parallel for if (par && npairs > 1) schedule(static)
-    for (int64_t p = 0; p < npairs; p++) {
-      int64_t lo = p * 2 * w, mid = VL_MIN(lo + w, n), hi = VL_MIN(lo + 2 * w, n);
-      int64_t i = lo, j = mid, o = lo;
-      while (i < mid && j < hi) dst[o++] = src[j].key < src[i].key ? src[j++] : src[i++];
-      while (i < mid) dst[o++] = src[i++];
-      while (j < hi) dst[o++] = src[j++];
-    }
-    sort_kv *sw = src;
-    src = dst;
-    dst = sw;
-  }
-  if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
-}
-
-/* The k smallest pairs of a[0..n) in order, ties by position, into out. */
-static void select_pairs(const sort_kv *restrict a, int64_t n, int64_t k, sort_kv *restrict out) {
-  int64_t cnt = 0;
-  for (int64_t j = 0; j < n; j++) {
-    uint64_t key = a[j].key;
-    if (cnt == k && key >= out[k - 1].key) continue; /* later equal keys lose */
-    int64_t pos = cnt < k ? cnt : k - 1;
-    while (pos > 0 && out[pos - 1].key > key) {
-      out[pos] = out[pos - 1];
-      pos--;
-    }
-    out[pos] = a[j];
-    if (cnt < k) cnt++;
-  }
-}
-
-/* Keys of one slice: n elements from offset `to`, stride `ts`. */
-static void load_keys(sort_kv *restrict kv, const char *tb, int64_t to, int64_t ts, int64_t n, vl_dtype dt,
-                      bool descending) {
-  uint64_t flip = descending ? UINT64_MAX : 0;
-  switch (dt) {
-    case VL_FLOAT32: {
-      const float *p = (const float *)tb + to;
-      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){float_key(p[j * ts]) ^ flip, j};
-      break;
-    }
-    case VL_FLOAT64: {
-      const double *p = (const double *)tb + to;
-      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){float_key(p[j * ts]) ^ flip, j};
-      break;
-    }
-    case VL_FLOAT16:
-    case VL_BFLOAT16:
-      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){float_key(vl_load(tb, to + j * ts, dt)) ^ flip, j};
-      break;
-    case VL_INT64: {
-      const int64_t *p = (const int64_t *)tb + to;
-      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){int_key(p[j * ts]) ^ flip, j};
-      break;
-    }
-    case VL_INT32: {
-      const int32_t *p = (const int32_t *)tb + to;
-      for (int64_t j = 0; j < n; j++) kv[j] = (sort_kv){int_key(p[j * ts]) ^ flip, j};
-      break;
-    }
-    default: { /* uint8, bool */
-      const uint8_t *p = (const uint8_t *)tb + to;
-      bool isbool = dt == VL_BOOL;
-      for (int64_t j = 0; j < n; j++) {
-        int64_t v = isbool ? p[j * ts] != 0 : p[j * ts];
-        kv[j] = (sort_kv){int_key(v) ^ flip, j};
-      }
-      break;
-    }
-  }
-}
-
-/* Sort each slice along `dim` and keep the first k (k < 0: all). */
-static int sort_impl(const char *op, const vl_tensor *t, int dim, bool descending, int64_t k, vl_tensor **values,
-                     vl_tensor **indices) {
-  *values = NULL;
-  *indices = NULL;
-  layout T;
-  layout_of(t, &T);
-  int d;
-  if (vl_wrap_dim(op, dim, t->ndim, &d)) return vl_last_status();
-  int64_t n = T.shape[d];
-  if (k < 0) k = n;
-  if (k > n)
-    return vl_error(VL_EARG, "%s: k (%lld) is larger than the size of dim %d (%lld)", op, (long long)k, d,
-                    (long long)n);
-  int64_t oshape[VL_MAX_DIMS];
-  memcpy(oshape, T.shape, sizeof oshape);
-  oshape[d] = k;
-  int ondim = (t->ndim == 0 && k == 1) ? 0 : T.ndim;
-  vl_tensor *v = vl_empty(ondim, oshape, t->dtype);
-  vl_tensor *ix = v ? vl_empty(ondim, oshape, VL_INT64) : NULL;
-  if (ix == NULL) {
-    vl_tensor_release(v);
-    return vl_last_status();
-  }
-  int64_t total = shape_numel(T.ndim, T.shape);
-  if (total == 0 || k == 0) {
-    *values = v;
-    *indices = ix;
-    return VL_OK;
-  }
-  int64_t slices = total / n;
-  bool select = k < n && k <= VL_TOPK_SELECT_MAX && n >= 4 * k;
-  /* per-thread buffers: keys and merge scratch (or the selection) */
-  int nt = omp_get_max_threads();
-  bool par_slices = slices > 1 && total > VL_PARALLEL_GRAIN;
-  bool par_inner = !par_slices && !select && n > VL_PARALLEL_GRAIN && nt > 1;
-  if (!par_slices) nt = 1;
-  size_t per = (size_t)n * 2;
-  if ((size_t)n > SIZE_MAX / 2 / sizeof(sort_kv) / (size_t)nt) {
-    vl_tensor_release(v);
-    vl_tensor_release(ix);
-    return vl_error(VL_ENOMEM, "%s: slice of %lld elements is too large", op, (long long)n);
-  }
-  sort_kv *buf = malloc(per * (size_t)nt * sizeof *buf);
-  if (buf == NULL) {
-    vl_tensor_release(v);
-    vl_tensor_release(ix);
-    return vl_error(VL_ENOMEM, "%s: out of memory for a sort buffer of %lld elements", op, (long long)n);
-  }
-  /* iterate over every dim except d */
-  int rnd = 0;
-  int64_t rshape[VL_MAX_DIMS], rts[VL_MAX_DIMS], rvs[VL_MAX_DIMS];
-  int64_t vstr[VL_MAX_DIMS];
-  contiguous_strides(T.ndim, oshape, vstr);
-  for (int q = 0; q < T.ndim; q++)
-    if (q != d) {
-      rshape[rnd] = T.shape[q];
-      rts[rnd] = T.stride[q];
-      rvs[rnd] = vstr[q];
-      rnd++;
-    }
-  int64_t tsd = T.stride[d], vsd = vstr[d];
-  const int64_t *strides[2] = {rts, rvs};
-  int64_t offs[2] = {t->offset, 0};
-  const char *tb = vl_base(t);
-  char *vb = vl_data_ptr(v);
-  int64_t *ib = vl_data_ptr(ix);
-  size_t es = vl_dtype_size(t->dtype);
-  vl_dtype dt = t->dtype;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    int64_t lo, hi;
-    thread_range(slices, &lo, &hi);
-    sort_kv *keys = buf + per * (size_t)omp_get_thread_num();
-    sort_kv *tmp = keys + n;
-    if (lo < hi) {
-      vl_iter it;
-      vl_iter_init(&it, rnd, rshape, 2, strides, offs);
-      vl_iter_seek(&it, lo, offs);
-      for (int64_t s = lo; s < hi; s++) {
-        int64_t to = it.offset[0], vo = it.offset[1];
-        load_keys(keys, tb, to, tsd, n, dt, descending);
-        const sort_kv *res = keys;
-        if (select) {
-          select_pairs(keys, n, k, tmp);
-          res = tmp;
-        } else {
-          sort_pairs(keys, tmp, n, par_inner);
-        }
-        for (int64_t j = 0; j < k; j++) {
-          copy_elem(vb + (vo + j * vsd) * (int64_t)es, tb + (to + res[j].idx * tsd) * (int64_t)es, es);
-          ib[vo + j * vsd] = res[j].idx;
-        }
-        vl_iter_next(&it);
-      }
-    }
-  }
-  free(buf);
-  *values = v;
-  *indices = ix;
-  return VL_OK;
-}
-
-static int record_sort(const char *op, int rc, const vl_tensor *t, int dim, vl_tensor **values,
-                       vl_tensor **indices);
-
-int vl_sort(const vl_tensor *t, int dim, bool descending, vl_tensor **values, vl_tensor **indices) {
-  int rc = sort_impl("sort", t, dim, descending, -1, values, indices);
-  return record_sort("sort", rc, t, dim, values, indices);
-}
-
-/* Results always come sorted (stable: ties keep index order); `sorted`
-   is accepted for PyTorch compatibility. */
-int vl_topk(const vl_tensor *t, int64_t k, int dim, bool largest, bool sorted, vl_tensor **values,
-            vl_tensor **indices) {
-  VL_UNUSED(sorted);
-  if (k < 0) {
-    *values = *indices = NULL;
-    return vl_error(VL_EARG, "topk: k must be >= 0 (got %lld)", (long long)k);
-  }
-  int rc = sort_impl("topk", t, dim, largest, k, values, indices);
-  return record_sort("topk", rc, t, dim, values, indices);
-}
-
-/* ------------------------------------------------------------------ */
-/* flip, roll, repeat, tril, triu                                      */
-/* ------------------------------------------------------------------ */
 
 static vl_tensor *flip_fwd(const vl_tensor *t, int ndims, const int *dims) {
   bool seen[VL_MAX_DIMS] = {false};
@@ -1167,41 +863,6 @@ static bool grad_pause(void) {
   bool was = vl_is_grad_enabled();
   vl_set_grad_enabled(false);
   return was;
-}
-
-/* Record `name` on out over inputs in[0..n), saving save[0..ns) and
-   setting iarg[0..ni). Releases out and returns NULL on failure. */
-static vl_tensor *ag_record(vl_tensor *out, bool rec, const char *name, vl_backward_fn fn, int n,
-                            const vl_tensor *const *in, int ns, const vl_tensor *const *save, int ni,
-                            const int64_t *iarg) {
-  if (out == NULL || !rec || !vl_dtype_is_float(out->dtype)) return out;
-  vl_node *node = vl_ag_node(name, fn, n, in);
-  bool ok = node != NULL;
-  for (int i = 0; ok && i < ns; i++) ok = vl_ag_save(node, save[i]) >= 0;
-  for (int i = 0; ok && i < ni; i++) node->iarg[i] = iarg[i];
-  if (!ok || vl_ag_attach(out, node) != VL_OK) {
-    vl_ag_node_release(node);
-    vl_tensor_release(out);
-    return NULL;
-  }
-  return out;
-}
-
-#define RET_GI(n, i, expr)                                             \
-  do {                                                                 \
-    if ((n)->needs[i] && ((gi[i] = vl_ag_reduce_to((n), (i), (expr))) == NULL)) \
-      return vl_last_status();                                         \
-  } while (0)
-
-/* A zero tensor of input i's shape (in g's dtype) with g scatter-added
-   into it along dim d at `index` (repeated indices accumulate). */
-static vl_tensor *scatter_add_zeros(const vl_node *n, int i, const vl_tensor *g, int d, const vl_tensor *index) {
-  vl_tensor *z = vl_zeros(n->in_ndim[i], n->in_shape[i], g->dtype);
-  if (z && vl_scatter_add_(z, d, index, g) != VL_OK) {
-    vl_tensor_release(z);
-    return NULL;
-  }
-  return z;
 }
 
 /* ---- cat, stack: each input's slice of g ---- */
@@ -1404,34 +1065,6 @@ vl_tensor *vl_masked_select(const vl_tensor *t, const vl_tensor *mask) {
   vl_tensor *out = masked_select_fwd(t, mask);
   vl_set_grad_enabled(was);
   return ag_record(out, rec, "masked_select", masked_select_backward, 1, &t, 1, &mask, 0, NULL);
-}
-
-/* ---- sort, topk: the values' gradient goes back to where they came from ---- */
-
-/* saved[0]: a private copy of the indices (callers may rewrite the
-   returned ones in place: the Lua binding makes them 1-based). */
-static int sort_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
-  RET_GI(n, 0, scatter_add_zeros(n, 0, g, (int)n->iarg[0], n->saved[0]));
-  return VL_OK;
-}
-
-static int record_sort(const char *op, int rc, const vl_tensor *t, int dim, vl_tensor **values,
-                       vl_tensor **indices) {
-  if (rc != VL_OK || !vl_ag_needed(1, &t) || !vl_dtype_is_float((*values)->dtype)) return rc;
-  int d = 0;
-  vl_wrap_dim(op, dim, t->ndim, &d);
-  vl_tensor *ix = vl_clone(*indices);
-  vl_tensor *v = ix ? ag_record(*values, true, op, sort_backward, 1, &t, 1, (const vl_tensor *[]){ix}, 1,
-                                (int64_t[]){d})
-                    : NULL;
-  vl_tensor_release(ix);
-  if (v == NULL) {
-    if (ix == NULL) vl_tensor_release(*values);
-    vl_tensor_release(*indices);
-    *values = *indices = NULL;
-    return vl_last_status();
-  }
-  return VL_OK;
 }
 
 /* ---- flip, roll, repeat, tril, triu ---- */

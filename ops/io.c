@@ -1,16 +1,14 @@
 /*
-** io.c — tensor files (prefix vl_safetensors_, vl_npy_, vl_idx_) and
-** atomic writes.
+** io.c — safetensors files (prefix vl_safetensors_) and the plumbing the
+** tensor file formats share: blobs (memory-mapped files) and atomic
+** writes (vl_write_file_atomic). .npy is in ops/npy.c, IDX in ops/idx.c;
+** what they share is declared in ops/io_internal.h.
 **
 **  - safetensors: memory-mapped, validated as the reference implementation
 **    (huggingface/safetensors, safetensors/src/tensor.rs) validates, tensors
 **    handed out lazily as zero-copy views of the mapping; written atomically
 **    with the reference's layout (tensors by descending dtype, then name;
 **    header padded with spaces to 8 bytes).
-**  - .npy: format versions 1.0, 2.0 and 3.0, C or Fortran order, little or
-**    big endian; object arrays (pickles) are refused. Written as NumPy writes
-**    them (version 1.0, header padded to 64 bytes).
-**  - IDX (MNIST's format): plain or gzip (zlib), big-endian.
 **
 ** Every reader checks sizes and offsets before it reads, and names the file
 ** and the byte or field at fault. Files are data: nothing here runs code.
@@ -20,60 +18,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <zlib.h>
 
-#include "vl_internal.h"
+#include "io_internal.h"
 
-#define IO_MSG_MAX 400                 /* the part of a message after "op: path: " */
 #define IO_JSON_INT_MAX 9007199254740992.0 /* 2^53: JSON integers above lose bits in a double */
-#define IO_WRITE_CHUNK (1u << 30)      /* largest single write(2)/gzread call, bytes */
-#define IO_GZIP_MAX_RATIO 1032         /* deflate cannot expand data more than this */
 #define IO_JSON_ERR_CONTEXT 24         /* header bytes quoted around a JSON error */
-
-/* ------------------------------------------------------------------ */
-/* Errors                                                               */
-/* ------------------------------------------------------------------ */
-
-/* vl_error with an "op: path: " prefix. */
-static int io_fail(vl_status code, const char *op, const char *path, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-
-static int io_fail(vl_status code, const char *op, const char *path, const char *fmt, ...) {
-  char msg[IO_MSG_MAX];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return vl_error(code, "%s: %s: %s", op, path, msg);
-}
-
-typedef unsigned long long ull;
 
 /* ------------------------------------------------------------------ */
 /* Blobs: a file's bytes (mmap'd) or a private copy, reference-counted  */
 /* so that tensors viewing them keep them alive.                        */
 /* ------------------------------------------------------------------ */
 
-typedef struct io_blob {
-  unsigned char *base;
-  size_t len;
-  int mapped; /* munmap, else free */
-  long refcount;
-} io_blob;
-
-static void blob_release(io_blob *b) {
+void vl__blob_release(io_blob *b) {
   if (b == NULL || __atomic_sub_fetch(&b->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
   if (b->mapped) munmap(b->base, b->len);
   else free(b->base);
@@ -83,12 +45,12 @@ static void blob_release(io_blob *b) {
 static void blob_storage_release(void *ctx, void *data, size_t nbytes) {
   VL_UNUSED(data);
   VL_UNUSED(nbytes);
-  blob_release(ctx);
+  vl__blob_release(ctx);
 }
 
 /* Map `path` privately (copy-on-write: tensors may be written in place
    without touching the file). */
-static io_blob *blob_map(const char *op, const char *path) {
+io_blob *vl__blob_map(const char *op, const char *path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     io_fail(VL_EIO, op, path, "cannot open (%s)", strerror(errno));
@@ -129,7 +91,7 @@ static io_blob *blob_map(const char *op, const char *path) {
 }
 
 /* A private copy of caller memory (fuzzing, tests, buffers from elsewhere). */
-static io_blob *blob_copy(const char *op, const void *data, size_t len) {
+io_blob *vl__blob_copy(const char *op, const void *data, size_t len) {
   io_blob *b = calloc(1, sizeof *b);
   unsigned char *p = len ? malloc(len) : NULL;
   if (b == NULL || (len && p == NULL)) {
@@ -145,39 +107,10 @@ static io_blob *blob_copy(const char *op, const void *data, size_t len) {
   return b;
 }
 
-static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
-  int64_t s = 1;
-  for (int d = ndim - 1; d >= 0; d--) {
-    stride[d] = s;
-    s *= shape[d] > 0 ? shape[d] : 1;
-  }
-}
-
-/* Whether the strides of a shape fit int64 even when a dim of 0 makes it
-   empty (the product of max(size, 1) does not overflow). */
-static bool strides_fit(int ndim, const int64_t *shape) {
-  int64_t s = 1;
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] < 0) return false;
-    if (__builtin_mul_overflow(s, shape[d] > 0 ? shape[d] : 1, &s)) return false;
-  }
-  return true;
-}
-
-static void swap_bytes(unsigned char *p, size_t nbytes, size_t width) {
-  if (width < 2) return;
-  for (size_t i = 0; i + width <= nbytes; i += width)
-    for (size_t a = 0, z = width - 1; a < z; a++, z--) {
-      unsigned char t = p[i + a];
-      p[i + a] = p[i + z];
-      p[i + z] = t;
-    }
-}
-
 /* A tensor over `nbytes` at `off` in the blob with the given strides: a
    zero-copy view when the bytes are aligned for the dtype, in native byte
    order and (for bool) hold only 0 and 1; else a private copy fixed up. */
-static vl_tensor *blob_tensor(io_blob *b, size_t off, size_t nbytes, int ndim, const int64_t *shape,
+vl_tensor *vl__blob_tensor(io_blob *b, size_t off, size_t nbytes, int ndim, const int64_t *shape,
                               const int64_t *stride, vl_dtype dt, bool swap) {
   if (nbytes == 0) return vl_zeros(ndim, shape, dt);
   const unsigned char *src = b->base + off;
@@ -191,7 +124,7 @@ static vl_tensor *blob_tensor(io_blob *b, size_t off, size_t nbytes, int ndim, c
     __atomic_add_fetch(&b->refcount, 1, __ATOMIC_RELAXED);
     s = vl_storage_wrap((void *)src, nbytes, blob_storage_release, b);
     if (s == NULL) {
-      blob_release(b);
+      vl__blob_release(b);
       return NULL;
     }
   } else {
@@ -212,14 +145,7 @@ static vl_tensor *blob_tensor(io_blob *b, size_t off, size_t nbytes, int ndim, c
 /* Atomic writes: temp file next to the target, fsync, rename.          */
 /* ------------------------------------------------------------------ */
 
-typedef struct io_atomic {
-  int fd;
-  char *tmp;
-  const char *path;
-  const char *op;
-} io_atomic;
-
-static int atomic_begin(io_atomic *a, const char *op, const char *path) {
+int vl__atomic_begin(io_atomic *a, const char *op, const char *path) {
   a->fd = -1;
   a->op = op;
   a->path = path;
@@ -253,7 +179,7 @@ static void atomic_abort(io_atomic *a) {
   }
 }
 
-static int atomic_write(io_atomic *a, const void *data, size_t n) {
+int vl__atomic_write(io_atomic *a, const void *data, size_t n) {
   const unsigned char *p = data;
   while (n > 0) {
     size_t chunk = n > IO_WRITE_CHUNK ? IO_WRITE_CHUNK : n;
@@ -270,7 +196,7 @@ static int atomic_write(io_atomic *a, const void *data, size_t n) {
   return VL_OK;
 }
 
-static int atomic_commit(io_atomic *a) {
+int vl__atomic_commit(io_atomic *a) {
   if (fsync(a->fd) != 0) {
     int e = errno;
     atomic_abort(a);
@@ -307,68 +233,27 @@ static int atomic_commit(io_atomic *a) {
 int vl_write_file_atomic(const char *path, const void *data, size_t nbytes) {
   io_atomic a;
   if (path == NULL || path[0] == '\0') return vl_error(VL_EARG, "write_file: empty path");
-  if (atomic_begin(&a, "write_file", path) != VL_OK) return vl_last_status();
-  if (atomic_write(&a, data, nbytes) != VL_OK) return vl_last_status();
-  return atomic_commit(&a);
+  if (vl__atomic_begin(&a, "write_file", path) != VL_OK) return vl_last_status();
+  if (vl__atomic_write(&a, data, nbytes) != VL_OK) return vl_last_status();
+  return vl__atomic_commit(&a);
 }
 
 /* Write a tensor's bytes in row-major order (a contiguous copy if needed). */
-static int atomic_write_tensor(io_atomic *a, const vl_tensor *t) {
+int vl__atomic_write_tensor(io_atomic *a, const vl_tensor *t) {
   if (vl_numel(t) == 0) return VL_OK;
   vl_tensor *c = vl_contiguous(t);
   if (c == NULL) {
     atomic_abort(a);
     return vl_last_status();
   }
-  int st = atomic_write(a, vl_data_ptr(c), (size_t)vl_numel(c) * vl_dtype_size(c->dtype));
+  int st = vl__atomic_write(a, vl_data_ptr(c), (size_t)vl_numel(c) * vl_dtype_size(c->dtype));
   vl_tensor_release(c);
   return st;
 }
 
 /* ------------------------------------------------------------------ */
-/* A growing byte buffer                                                */
+/* JSON strings and UTF-8                                               */
 /* ------------------------------------------------------------------ */
-
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const void *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[128];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n > 0) sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
 
 /* A JSON string as serde_json writes it: ", \ and control characters
    escaped, everything else (UTF-8 included) as is. */
@@ -478,7 +363,7 @@ void vl_safetensors_close(vl_safetensors *f) {
   free(f->meta_keys);
   free(f->meta_values);
   cJSON_Delete(f->json);
-  blob_release(f->blob);
+  vl__blob_release(f->blob);
   free(f->path);
   free(f);
 }
@@ -708,7 +593,7 @@ static vl_safetensors *st_open_blob(io_blob *b, const char *path) {
   if (f == NULL || p == NULL) {
     free(f);
     free(p);
-    blob_release(b);
+    vl__blob_release(b);
     vl_error(VL_ENOMEM, "%s: out of memory", ST);
     return NULL;
   }
@@ -723,11 +608,11 @@ static vl_safetensors *st_open_blob(io_blob *b, const char *path) {
 
 vl_safetensors *vl_safetensors_open(const char *path) {
   if (path == NULL) return vl_error(VL_EARG, "%s: no path given", ST), NULL;
-  return st_open_blob(blob_map(ST, path), path);
+  return st_open_blob(vl__blob_map(ST, path), path);
 }
 
 vl_safetensors *vl_safetensors_from_memory(const void *data, size_t nbytes, const char *name) {
-  return st_open_blob(blob_copy(ST, data, nbytes), name ? name : "<memory>");
+  return st_open_blob(vl__blob_copy(ST, data, nbytes), name ? name : "<memory>");
 }
 
 int vl_safetensors_count(const vl_safetensors *f) { return f ? f->n : 0; }
@@ -785,7 +670,7 @@ vl_tensor *vl_safetensors_get(const vl_safetensors *f, const char *name) {
   int64_t stride[VL_MAX_DIMS];
   contiguous_strides(e->ndim, e->shape, stride);
   size_t off = (size_t)(8 + f->header_len + e->begin);
-  return blob_tensor(f->blob, off, (size_t)(e->end - e->begin), e->ndim, e->shape, stride, (vl_dtype)st_dtypes[e->dt].vl,
+  return vl__blob_tensor(f->blob, off, (size_t)(e->end - e->begin), e->ndim, e->shape, stride, (vl_dtype)st_dtypes[e->dt].vl,
                      false);
 }
 
@@ -944,13 +829,13 @@ int vl_safetensors_save(const char *path, int n, const char *const *names, const
     return vl_last_status();
   }
   io_atomic a;
-  int st = atomic_begin(&a, op, path);
+  int st = vl__atomic_begin(&a, op, path);
   unsigned char len8[8];
   le64(len8, hdr.n);
-  if (st == VL_OK) st = atomic_write(&a, len8, 8);
-  if (st == VL_OK) st = atomic_write(&a, hdr.p, hdr.n);
-  for (int i = 0; i < n && st == VL_OK; i++) st = atomic_write_tensor(&a, o[i].t);
-  if (st == VL_OK) st = atomic_commit(&a);
+  if (st == VL_OK) st = vl__atomic_write(&a, len8, 8);
+  if (st == VL_OK) st = vl__atomic_write(&a, hdr.p, hdr.n);
+  for (int i = 0; i < n && st == VL_OK; i++) st = vl__atomic_write_tensor(&a, o[i].t);
+  if (st == VL_OK) st = vl__atomic_commit(&a);
   free(o);
   free(hdr.p);
   return st;
@@ -992,515 +877,4 @@ int vl_safetensors_serialize(int n, const char *const *names, const vl_tensor *c
   *out = all.p;
   *nbytes = all.n;
   return VL_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* .npy                                                                 */
-/* ------------------------------------------------------------------ */
-
-#define NPY "npy"
-#define NPY_MAGIC "\x93NUMPY"
-#define NPY_MAGIC_LEN 6
-#define NPY_ALIGN 64              /* NumPy's ARRAY_ALIGN: header padded to this */
-#define NPY_GROWTH_DIGITS 21      /* NumPy's GROWTH_AXIS_MAX_DIGITS: spare header room */
-#define NPY_SUPPORTED "<f2 <f4 <f8 <i4 <i8 |u1 |b1 (either byte order)"
-
-typedef struct npy_parse {
-  const char *path;
-  const char *h; /* header text, NUL-terminated copy */
-  size_t pos, base; /* parse position; file offset of h[0] */
-} npy_parse;
-
-static int npy_err(npy_parse *p, const char *what) {
-  return io_fail(VL_EFORMAT, NPY, p->path, "header: %s at byte %llu", what, (ull)(p->base + p->pos));
-}
-
-static void npy_ws(npy_parse *p) {
-  while (p->h[p->pos] == ' ' || p->h[p->pos] == '\t' || p->h[p->pos] == '\n' || p->h[p->pos] == '\r') p->pos++;
-}
-
-/* A Python string literal without escapes, copied into out (cap bytes). */
-static int npy_string(npy_parse *p, char *out, size_t cap) {
-  char q = p->h[p->pos];
-  if (q != '\'' && q != '"') return npy_err(p, "expected a quoted string");
-  size_t start = ++p->pos, k = 0;
-  while (p->h[p->pos] && p->h[p->pos] != q) {
-    if (p->h[p->pos] == '\\') return npy_err(p, "escape sequences are not supported");
-    if (k + 1 < cap) out[k++] = p->h[p->pos];
-    p->pos++;
-  }
-  if (p->h[p->pos] != q) {
-    p->pos = start;
-    return npy_err(p, "unterminated string");
-  }
-  p->pos++;
-  out[k] = '\0';
-  return VL_OK;
-}
-
-static bool npy_word(npy_parse *p, const char *w) {
-  size_t n = strlen(w);
-  if (strncmp(p->h + p->pos, w, n) != 0) return false;
-  p->pos += n;
-  return true;
-}
-
-typedef struct npy_dtype {
-  const char *code; /* kind + size after the byte-order mark */
-  vl_dtype dt;
-} npy_dtype;
-
-static const npy_dtype npy_dtypes[] = {
-    {"f2", VL_FLOAT16}, {"f4", VL_FLOAT32}, {"f8", VL_FLOAT64}, {"i4", VL_INT32},
-    {"i8", VL_INT64},   {"u1", VL_UINT8},   {"b1", VL_BOOL},
-};
-
-/* descr -> dtype and byte order (swap: the data is big-endian). */
-static int npy_descr(npy_parse *p, const char *descr, vl_dtype *dt, bool *swap) {
-  const char *s = descr;
-  char order = '=';
-  if (*s == '<' || *s == '>' || *s == '|' || *s == '=') order = *s++;
-  if (strchr(s, 'O'))
-    return io_fail(VL_EFORMAT, NPY, p->path,
-                   "dtype '%s' is an object array (pickled Python objects); vl refuses to load pickles", descr);
-  for (size_t i = 0; i < sizeof npy_dtypes / sizeof npy_dtypes[0]; i++)
-    if (strcmp(s, npy_dtypes[i].code) == 0) {
-      *dt = npy_dtypes[i].dt;
-      *swap = order == '>' && vl_dtype_size(*dt) > 1;
-      return VL_OK;
-    }
-  return io_fail(VL_EDTYPE, NPY, p->path, "dtype '%s' is not supported (supported: " NPY_SUPPORTED ")", descr);
-}
-
-static vl_tensor *npy_parse_blob(io_blob *b, const char *path) {
-  const unsigned char *buf = b->base;
-  size_t len = b->len;
-  if (len < 10)
-    return io_fail(VL_EFORMAT, NPY, path, "file is %llu bytes, too short for the 10-byte npy preamble", (ull)len), NULL;
-  if (memcmp(buf, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
-    return io_fail(VL_EFORMAT, NPY, path, "not an .npy file: bytes 0-5 are not the magic \\x93NUMPY"), NULL;
-  int major = buf[6], minor = buf[7];
-  if (!(major >= 1 && major <= 3 && minor == 0))
-    return io_fail(VL_EFORMAT, NPY, path, "format version %d.%d at byte 6 is not supported (expected 1.0, 2.0 or 3.0)",
-                   major, minor),
-           NULL;
-  size_t pre = major == 1 ? 10 : 12;
-  if (len < pre)
-    return io_fail(VL_EFORMAT, NPY, path, "file is %llu bytes, too short for the %llu-byte preamble of version %d.0",
-                   (ull)len, (ull)pre, major),
-           NULL;
-  uint64_t hlen = major == 1 ? (uint64_t)buf[8] | (uint64_t)buf[9] << 8
-                             : (uint64_t)buf[8] | (uint64_t)buf[9] << 8 | (uint64_t)buf[10] << 16 |
-                                   (uint64_t)buf[11] << 24;
-  if (hlen > VL_NPY_MAX_HEADER)
-    return io_fail(VL_EFORMAT, NPY, path, "header length %llu (byte 8) exceeds the limit of %d bytes", (ull)hlen,
-                   VL_NPY_MAX_HEADER),
-           NULL;
-  if (hlen > len - pre)
-    return io_fail(VL_EFORMAT, NPY, path, "header length %llu (byte 8) runs past the end of the file (%llu bytes)",
-                   (ull)hlen, (ull)len),
-           NULL;
-  char *h = malloc((size_t)hlen + 1);
-  if (h == NULL) return vl_error(VL_ENOMEM, "%s: out of memory", NPY), NULL;
-  memcpy(h, buf + pre, (size_t)hlen);
-  h[hlen] = '\0';
-  npy_parse p = {path, h, 0, pre};
-  if (strlen(h) != hlen) {
-    p.pos = strlen(h);
-    npy_err(&p, "NUL byte");
-    free(h);
-    return NULL;
-  }
-  char descr[64] = "", key[32];
-  int have_descr = 0, have_order = 0, have_shape = 0, fortran = 0, ndim = 0;
-  int64_t shape[VL_MAX_DIMS];
-  int st = VL_OK;
-  npy_ws(&p);
-  if (h[p.pos] != '{') st = npy_err(&p, "expected '{'");
-  else p.pos++;
-  while (st == VL_OK) {
-    npy_ws(&p);
-    if (h[p.pos] == '}') break;
-    size_t kpos = p.pos;
-    if ((st = npy_string(&p, key, sizeof key)) != VL_OK) break;
-    npy_ws(&p);
-    if (h[p.pos] != ':') {
-      st = npy_err(&p, "expected ':'");
-      break;
-    }
-    p.pos++;
-    npy_ws(&p);
-    if (strcmp(key, "descr") == 0 && !have_descr) {
-      if (h[p.pos] == '[') {
-        st = io_fail(VL_EDTYPE, NPY, path, "structured dtypes (a list descr) are not supported");
-        break;
-      }
-      if ((st = npy_string(&p, descr, sizeof descr)) != VL_OK) break;
-      have_descr = 1;
-    } else if (strcmp(key, "fortran_order") == 0 && !have_order) {
-      if (npy_word(&p, "True")) fortran = 1;
-      else if (npy_word(&p, "False")) fortran = 0;
-      else {
-        st = npy_err(&p, "fortran_order must be True or False");
-        break;
-      }
-      have_order = 1;
-    } else if (strcmp(key, "shape") == 0 && !have_shape) {
-      if (h[p.pos] != '(') {
-        st = npy_err(&p, "shape must be a tuple");
-        break;
-      }
-      p.pos++;
-      for (;;) {
-        npy_ws(&p);
-        if (h[p.pos] == ')') {
-          p.pos++;
-          break;
-        }
-        if (h[p.pos] == '-') {
-          st = npy_err(&p, "negative size in shape");
-          break;
-        }
-        if (h[p.pos] < '0' || h[p.pos] > '9') {
-          st = npy_err(&p, "expected a size in shape");
-          break;
-        }
-        uint64_t v = 0;
-        while (h[p.pos] >= '0' && h[p.pos] <= '9') {
-          if (v > (uint64_t)INT64_MAX / 10) {
-            st = npy_err(&p, "size in shape too large");
-            break;
-          }
-          v = v * 10 + (uint64_t)(h[p.pos++] - '0');
-        }
-        if (st != VL_OK) break;
-        if (h[p.pos] == 'L') p.pos++; /* Python 2 long */
-        if (ndim == VL_MAX_DIMS) {
-          st = npy_err(&p, "shape has more than 8 dims, the most vl supports");
-          break;
-        }
-        shape[ndim++] = (int64_t)v;
-        npy_ws(&p);
-        if (h[p.pos] == ',') p.pos++;
-        else if (h[p.pos] != ')') {
-          st = npy_err(&p, "expected ',' or ')' in shape");
-          break;
-        }
-      }
-      if (st != VL_OK) break;
-      have_shape = 1;
-    } else {
-      p.pos = kpos;
-      char what[160];
-      snprintf(what, sizeof what, "unexpected key '%s' (expected descr, fortran_order and shape once each)", key);
-      st = npy_err(&p, what);
-      break;
-    }
-    npy_ws(&p);
-    if (h[p.pos] == ',') p.pos++;
-    else if (h[p.pos] != '}') st = npy_err(&p, "expected ',' or '}'");
-  }
-  if (st == VL_OK) {
-    p.pos++;
-    npy_ws(&p);
-    if (h[p.pos] != '\0') st = npy_err(&p, "trailing characters after the header dict");
-  }
-  if (st == VL_OK && !(have_descr && have_order && have_shape))
-    st = io_fail(VL_EFORMAT, NPY, path, "header lacks '%s'",
-                 !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
-  free(h);
-  vl_dtype dt = VL_FLOAT32;
-  bool swap = false;
-  if (st == VL_OK) st = npy_descr(&p, descr, &dt, &swap);
-  if (st != VL_OK) return NULL;
-  size_t width = vl_dtype_size(dt);
-  uint64_t count = 1, nbytes;
-  for (int d = 0; d < ndim; d++)
-    if (__builtin_mul_overflow(count, (uint64_t)shape[d], &count))
-      return io_fail(VL_EFORMAT, NPY, path, "shape overflows"), NULL;
-  if (__builtin_mul_overflow(count, (uint64_t)width, &nbytes) || !strides_fit(ndim, shape))
-    return io_fail(VL_EFORMAT, NPY, path, "shape overflows"), NULL;
-  uint64_t data_at = pre + hlen;
-  char sh[VL_SHAPE_STR];
-  if (nbytes > len - data_at)
-    return io_fail(VL_EFORMAT, NPY, path, "data truncated: shape %s of '%s' needs %llu bytes from byte %llu, the file holds %llu",
-                   vl_shape_str(ndim, shape, sh), descr, (ull)nbytes, (ull)data_at, (ull)(len - data_at)),
-           NULL;
-  int64_t stride[VL_MAX_DIMS];
-  if (fortran) { /* column-major: the first dim varies fastest */
-    int64_t s = 1;
-    for (int d = 0; d < ndim; d++) {
-      stride[d] = s;
-      s *= shape[d] > 0 ? shape[d] : 1;
-    }
-  } else {
-    contiguous_strides(ndim, shape, stride);
-  }
-  return blob_tensor(b, (size_t)data_at, (size_t)nbytes, ndim, shape, stride, dt, swap);
-}
-
-vl_tensor *vl_npy_load(const char *path) {
-  if (path == NULL) return vl_error(VL_EARG, "%s: no path given", NPY), NULL;
-  io_blob *b = blob_map(NPY, path);
-  if (b == NULL) return NULL;
-  vl_tensor *t = npy_parse_blob(b, path);
-  blob_release(b);
-  return t;
-}
-
-vl_tensor *vl_npy_from_memory(const void *data, size_t nbytes, const char *name) {
-  io_blob *b = blob_copy(NPY, data, nbytes);
-  if (b == NULL) return NULL;
-  vl_tensor *t = npy_parse_blob(b, name ? name : "<memory>");
-  blob_release(b);
-  return t;
-}
-
-/* The header NumPy 1.24 writes: keys sorted, repr values, spare room for
-   the growth axis, padded with spaces and a newline to NPY_ALIGN. */
-static int npy_header(const char *op, const char *path, const vl_tensor *t, sbuf *out) {
-  const char *descr;
-  switch (t->dtype) {
-    case VL_FLOAT32: descr = "<f4"; break;
-    case VL_FLOAT64: descr = "<f8"; break;
-    case VL_FLOAT16: descr = "<f2"; break;
-    case VL_INT64: descr = "<i8"; break;
-    case VL_INT32: descr = "<i4"; break;
-    case VL_UINT8: descr = "|u1"; break;
-    case VL_BOOL: descr = "|b1"; break;
-    default:
-      return io_fail(VL_EDTYPE, op, path, "%s has no NumPy dtype (convert it first, e.g. x:float())",
-                     vl_dtype_name(t->dtype));
-  }
-  sbuf h = {0};
-  sb_printf(&h, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
-  for (int d = 0; d < t->ndim; d++) sb_printf(&h, d ? ", %lld" : "%lld", (long long)t->shape[d]);
-  sb_str(&h, t->ndim == 1 ? ",), }" : "), }");
-  if (t->ndim > 0) {
-    char first[32];
-    int w = snprintf(first, sizeof first, "%lld", (long long)t->shape[0]);
-    for (int k = w; k < NPY_GROWTH_DIGITS; k++) sb_add(&h, " ", 1);
-  }
-  size_t hlen = h.n + 1; /* the newline */
-  size_t pad = NPY_ALIGN - ((NPY_MAGIC_LEN + 2 + 2 + hlen) % NPY_ALIGN);
-  size_t total = hlen + pad;
-  if (total > 65535) {
-    free(h.p);
-    return io_fail(VL_EARG, op, path, "header too long for format 1.0");
-  }
-  sb_add(out, NPY_MAGIC, NPY_MAGIC_LEN);
-  unsigned char v[4] = {1, 0, (unsigned char)(total & 0xff), (unsigned char)(total >> 8)};
-  sb_add(out, v, 4);
-  sb_add(out, h.p, h.n);
-  for (size_t k = 0; k < pad; k++) sb_add(out, " ", 1);
-  sb_add(out, "\n", 1);
-  int oom = h.oom || out->oom;
-  free(h.p);
-  if (oom) return vl_error(VL_ENOMEM, "%s: out of memory", op);
-  return VL_OK;
-}
-
-int vl_npy_save(const char *path, const vl_tensor *t) {
-  const char *op = "npy.save";
-  if (path == NULL || path[0] == '\0') return vl_error(VL_EARG, "%s: empty path", op);
-  if (t == NULL) return vl_error(VL_EARG, "%s: no tensor given", op);
-  sbuf h = {0};
-  if (npy_header(op, path, t, &h) != VL_OK) {
-    free(h.p);
-    return vl_last_status();
-  }
-  io_atomic a;
-  int st = atomic_begin(&a, op, path);
-  if (st == VL_OK) st = atomic_write(&a, h.p, h.n);
-  if (st == VL_OK) st = atomic_write_tensor(&a, t);
-  if (st == VL_OK) st = atomic_commit(&a);
-  free(h.p);
-  return st;
-}
-
-/* ------------------------------------------------------------------ */
-/* IDX                                                                  */
-/* ------------------------------------------------------------------ */
-
-#define IDX "idx"
-
-typedef struct idx_type {
-  unsigned code;
-  size_t width;   /* bytes in the file */
-  vl_dtype dt;    /* tensor dtype */
-  const char *name;
-} idx_type;
-
-static const idx_type idx_types[] = {
-    {0x08, 1, VL_UINT8, "unsigned byte"}, {0x09, 1, VL_INT32, "signed byte"},
-    {0x0B, 2, VL_INT32, "short"},         {0x0C, 4, VL_INT32, "int"},
-    {0x0D, 4, VL_FLOAT32, "float"},       {0x0E, 8, VL_FLOAT64, "double"},
-};
-
-/* A byte source: a gzFile (plain files too: zlib reads them as they are)
-   or memory. */
-typedef struct idx_src {
-  gzFile gz;
-  const unsigned char *mem;
-  size_t len, pos;
-} idx_src;
-
-/* Read up to n bytes; returns the count (< n at the end), or -1. */
-static int64_t idx_read(idx_src *s, void *dst, size_t n) {
-  if (s->gz == NULL) {
-    size_t k = s->len - s->pos < n ? s->len - s->pos : n;
-    memcpy(dst, s->mem + s->pos, k);
-    s->pos += k;
-    return (int64_t)k;
-  }
-  size_t got = 0;
-  while (got < n) {
-    size_t chunk = n - got > IO_WRITE_CHUNK ? IO_WRITE_CHUNK : n - got;
-    int r = gzread(s->gz, (unsigned char *)dst + got, (unsigned)chunk);
-    if (r < 0) return -1;
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  return (int64_t)got;
-}
-
-/* zlib's message without the "<fd:N>: " it puts first. */
-static const char *gz_message(gzFile gz, int *code) {
-  const char *m = gzerror(gz, code);
-  if (m == NULL || m[0] == '\0') return "read error";
-  const char *sep = m[0] == '<' ? strstr(m, ">: ") : NULL;
-  return sep ? sep + 3 : m;
-}
-
-static const char *idx_gzerror(idx_src *s) {
-  int code = 0;
-  return s->gz ? gz_message(s->gz, &code) : "read error";
-}
-
-/* `size`: bytes in the file (memory); a gzip file's data expands at most
-   IO_GZIP_MAX_RATIO times, so a header claiming more is refused before
-   anything is allocated. */
-static vl_tensor *idx_parse(idx_src *s, const char *path, uint64_t size, bool gzipped) {
-  unsigned char magic[4];
-  int64_t r = idx_read(s, magic, 4);
-  if (r < 0) return io_fail(VL_EIO, IDX, path, "cannot read (%s)", idx_gzerror(s)), NULL;
-  if (r < 4) return io_fail(VL_EFORMAT, IDX, path, "file is %lld bytes, too short for the 4-byte magic", (long long)r), NULL;
-  if (magic[0] != 0 || magic[1] != 0)
-    return io_fail(VL_EFORMAT, IDX, path, "bad magic %02x %02x %02x %02x at byte 0 (expected 00 00 <type> <ndim>)",
-                   magic[0], magic[1], magic[2], magic[3]),
-           NULL;
-  const idx_type *ty = NULL;
-  for (size_t i = 0; i < sizeof idx_types / sizeof idx_types[0]; i++)
-    if (idx_types[i].code == magic[2]) ty = &idx_types[i];
-  if (ty == NULL)
-    return io_fail(VL_EFORMAT, IDX, path,
-                   "unknown element type 0x%02x at byte 2 (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)", magic[2]),
-           NULL;
-  int ndim = magic[3];
-  if (ndim < 1 || ndim > VL_MAX_DIMS)
-    return io_fail(VL_EFORMAT, IDX, path, "%d dims at byte 3 (expected 1..%d)", ndim, VL_MAX_DIMS), NULL;
-  unsigned char dims[4 * VL_MAX_DIMS];
-  r = idx_read(s, dims, 4 * (size_t)ndim);
-  if (r < 0) return io_fail(VL_EIO, IDX, path, "cannot read (%s)", idx_gzerror(s)), NULL;
-  if (r < 4 * ndim)
-    return io_fail(VL_EFORMAT, IDX, path, "truncated: the header of %d dims needs %d bytes, the file ends at byte %lld",
-                   ndim, 4 + 4 * ndim, (long long)(4 + r)),
-           NULL;
-  int64_t shape[VL_MAX_DIMS];
-  uint64_t count = 1, nbytes;
-  for (int d = 0; d < ndim; d++) {
-    const unsigned char *p = dims + 4 * d;
-    shape[d] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-    if (__builtin_mul_overflow(count, (uint64_t)shape[d], &count))
-      return io_fail(VL_EFORMAT, IDX, path, "dims overflow"), NULL;
-  }
-  if (__builtin_mul_overflow(count, (uint64_t)ty->width, &nbytes) || !strides_fit(ndim, shape))
-    return io_fail(VL_EFORMAT, IDX, path, "dims overflow"), NULL;
-  uint64_t data_at = 4 + 4 * (uint64_t)ndim;
-  bool exact = !gzipped;
-  uint64_t limit = gzipped ? (size > UINT64_MAX / IO_GZIP_MAX_RATIO ? UINT64_MAX : size * IO_GZIP_MAX_RATIO)
-                           : (size > data_at ? size - data_at : 0);
-  char sh[VL_SHAPE_STR];
-  if (nbytes > limit)
-    return io_fail(VL_EFORMAT, IDX, path, "truncated: dims %s of %s need %llu data bytes from byte %llu, the file holds %s%llu",
-                   vl_shape_str(ndim, shape, sh), ty->name, (ull)nbytes, (ull)data_at, exact ? "" : "at most ",
-                   (ull)limit),
-           NULL;
-  vl_tensor *t = vl_empty(ndim, shape, ty->dt);
-  if (t == NULL) return NULL;
-  unsigned char *out = vl_data_ptr(t);
-  unsigned char *raw = out;
-  if (ty->width != vl_dtype_size(ty->dt) && nbytes > 0) { /* widened: read raw first */
-    raw = malloc((size_t)nbytes);
-    if (raw == NULL) {
-      vl_tensor_release(t);
-      return vl_error(VL_ENOMEM, "%s: out of memory", IDX), NULL;
-    }
-  }
-  r = nbytes ? idx_read(s, raw, (size_t)nbytes) : 0;
-  int bad = 0;
-  if (r < 0) bad = io_fail(VL_EIO, IDX, path, "cannot read (%s)", idx_gzerror(s));
-  else if ((uint64_t)r < nbytes)
-    bad = io_fail(VL_EFORMAT, IDX, path, "truncated: dims %s of %s need %llu data bytes from byte %llu, the file holds %lld",
-                  vl_shape_str(ndim, shape, sh), ty->name, (ull)nbytes, (ull)data_at, (long long)r);
-  else {
-    unsigned char extra;
-    int64_t more = idx_read(s, &extra, 1);
-    if (more < 0) bad = io_fail(VL_EIO, IDX, path, "cannot read (%s)", idx_gzerror(s));
-    else if (more > 0)
-      bad = io_fail(VL_EFORMAT, IDX, path, "trailing bytes after the data, which ends at byte %llu (dims %s)",
-                    (ull)(data_at + nbytes), vl_shape_str(ndim, shape, sh));
-    else if (s->gz) { /* zlib reports a cut-off stream (no trailer) softly: ask */
-      int code = Z_OK;
-      const char *m = gz_message(s->gz, &code);
-      if (code != Z_OK) bad = io_fail(VL_EFORMAT, IDX, path, "gzip stream ends early or is corrupt (%s)", m);
-    }
-  }
-  if (bad) {
-    if (raw != out) free(raw);
-    vl_tensor_release(t);
-    return NULL;
-  }
-  if (ty->code == 0x09) {
-    int32_t *o = (int32_t *)out;
-    for (uint64_t i = 0; i < count; i++) o[i] = (int8_t)raw[i];
-  } else if (ty->code == 0x0B) {
-    int32_t *o = (int32_t *)out;
-    for (uint64_t i = 0; i < count; i++) o[i] = (int16_t)(uint16_t)((unsigned)raw[2 * i] << 8 | raw[2 * i + 1]);
-  } else {
-    swap_bytes(out, (size_t)nbytes, ty->width);
-  }
-  if (raw != out) free(raw);
-  return t;
-}
-
-vl_tensor *vl_idx_load(const char *path) {
-  if (path == NULL) return vl_error(VL_EARG, "%s: no path given", IDX), NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_fail(VL_EIO, IDX, path, "cannot open (%s)", strerror(errno)), NULL;
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return io_fail(VL_EIO, IDX, path, "not a regular file"), NULL;
-  }
-  idx_src s = {0};
-  s.gz = gzdopen(fd, "rb");
-  if (s.gz == NULL) {
-    close(fd);
-    return vl_error(VL_ENOMEM, "%s: out of memory", IDX), NULL;
-  }
-  gzbuffer(s.gz, 1 << 17);
-  unsigned char peek[2] = {0, 0};
-  bool gzipped = pread(fd, peek, 2, 0) == 2 && peek[0] == 0x1f && peek[1] == 0x8b;
-  vl_tensor *t = idx_parse(&s, path, (uint64_t)st.st_size, gzipped);
-  gzclose(s.gz);
-  return t;
-}
-
-vl_tensor *vl_idx_from_memory(const void *data, size_t nbytes, const char *name) {
-  idx_src s = {0};
-  s.mem = data;
-  s.len = nbytes;
-  const char *path = name ? name : "<memory>";
-  return idx_parse(&s, path, (uint64_t)nbytes, false);
 }

@@ -1,8 +1,9 @@
 /*
 ** reduce.c — reductions (ops/vl.h "Reductions"): sum, mean, prod, amax,
-** amin, all, any, logsumexp over any set of dims; var/std; vector norms;
-** max/min with indices; argmax/argmin. softmax/log_softmax and cumsum,
-** which keep the shape, are in softmax.c; both share reduce_internal.h.
+** amin, all, any, logsumexp over any set of dims; var/std; vector norms.
+** max/min with indices and argmax/argmin are in argmax.c; softmax/
+** log_softmax and cumsum, which keep the shape, are in softmax.c; all
+** three share reduce_internal.h.
 **
 ** Every reduction is brought to one of two shapes of work on a dense
 ** buffer, [O, R, I] (O outer outputs, R reduced elements, I inner
@@ -47,7 +48,6 @@
 #include "reduce_internal.h"
 
 /* Tuning constants, named. */
-#define VL_REDUCE_CHUNK 16384    /* elements of a row one task reduces; longer rows are split */
 #define VL_REDUCE_MAX_RSPLIT 64  /* most pieces a reduced dim is split into in that case */
 #define VL_REDUCE_MIN_RPIECE 64  /* fewest reduced rows in one such piece */
 
@@ -83,28 +83,6 @@ enum {
 static bool prim_uses_ak(int prim) { return prim >= P_NNZ; }
 
 VL_AI int64_t wrap_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
-
-/* One step of a NaN-sticky max (ismax) or min: NaN wins. */
-#define VL_EXT_STEP(v, m, ismax) ((((ismax) ? (v) > (m) : (v) < (m)) || (v) != (v)) ? (v) : (m))
-
-/* Max or min of a float64 run, NaN wins (float32: row_ext_f32 in
-   reduce_internal.h). */
-VL_AI double row_ext_f64(const double *restrict x, int64_t n, bool ismax) {
-  double init = ismax ? -INFINITY : INFINITY;
-  double m[4] = {init, init, init, init};
-  int64_t i = 0;
-  if (ismax) {
-    for (; i + 4 <= n; i += 4)
-      for (int k = 0; k < 4; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], true);
-  } else {
-    for (; i + 4 <= n; i += 4)
-      for (int k = 0; k < 4; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], false);
-  }
-  double r = init;
-  for (; i < n; i++) r = VL_EXT_STEP(x[i], r, ismax);
-  for (int k = 0; k < 4; k++) r = VL_EXT_STEP(m[k], r, ismax);
-  return r;
-}
 
 /* Sum (or sum of squares) of a float32 run in double: four vector
    accumulators in registers (GCC/clang vector extensions), so the loop is
@@ -895,9 +873,6 @@ vl_tensor *vl__reduce_record(const char *name, vl_backward_fn fn, const vl_tenso
   return out;
 }
 
-#define AG_X(n) ((n)->saved[(n)->iarg[2]])
-#define AG_Y(n) ((n)->saved[(n)->iarg[3]])
-
 /* The reduced dims of a node as a list (empty for a 0-d input, where
    "all dims" reduces nothing either). */
 static int ag_dims(const vl_node *n, int *dims) {
@@ -905,18 +880,6 @@ static int ag_dims(const vl_node *n, int *dims) {
   for (int d = 0; d < n->in_ndim[0]; d++)
     if (n->iarg[0] & ((int64_t)1 << d)) dims[k++] = d;
   return k;
-}
-
-/* The output's shape with the reduced dims kept as 1. */
-static void ag_keep_shape(const vl_node *n, int64_t *shape) {
-  for (int d = 0; d < n->in_ndim[0]; d++) shape[d] = (n->iarg[0] & ((int64_t)1 << d)) ? 1 : n->in_shape[0][d];
-}
-
-/* t (an output-shaped tensor) viewed with the reduced dims kept. */
-static vl_tensor *ag_kept(const vl_node *n, const vl_tensor *t) {
-  int64_t shape[VL_MAX_DIMS];
-  ag_keep_shape(n, shape);
-  return vl_reshape(t, n->in_ndim[0], shape);
 }
 
 /* Reduced elements per output. */
@@ -927,51 +890,8 @@ static int64_t ag_count(const vl_node *n) {
   return r;
 }
 
-/* An empty input gets an empty gradient: no formula needs to run. */
-static bool ag_empty_input(const vl_node *n, vl_tensor **gi) {
-  for (int d = 0; d < n->in_ndim[0]; d++)
-    if (n->in_shape[0][d] == 0) {
-      gi[0] = vl_zeros(n->in_ndim[0], n->in_shape[0], n->in_dtype[0]);
-      return true;
-    }
-  return false;
-}
-
-/* Temporaries of a backward, released together at its end: each step is
-   `if (!(a = tmp(&k, vl_op(...)))) goto done;`. */
-#define VL_AG_MAX_TMPS 24 /* most temporaries one backward holds */
-typedef struct tmps {
-  vl_tensor *t[VL_AG_MAX_TMPS];
-  int n;
-} tmps;
-
-static vl_tensor *tmp(tmps *k, vl_tensor *t) {
-  if (t == NULL) return NULL;
-  if (k->n == VL_AG_MAX_TMPS) {
-    vl_tensor_release(t);
-    vl_error(VL_ESTATE, "backward: internal error: more than %d temporaries", VL_AG_MAX_TMPS);
-    return NULL;
-  }
-  k->t[k->n++] = t;
-  return t;
-}
-
-static void tmps_free(tmps *k) {
-  for (int i = 0; i < k->n; i++) vl_tensor_release(k->t[i]);
-  k->n = 0;
-}
-
 /* A 0-d tensor of g's dtype (so that it does not promote g). */
 static vl_tensor *scalar_like(tmps *k, const vl_tensor *g, double v) { return tmp(k, vl_scalar(v, g->dtype)); }
-
-/* Finish a backward: r (not taken over, may be NULL) summed/converted
-   into gi[0]. */
-static int ag_finish(const vl_node *n, vl_tensor *r, vl_tensor **gi, tmps *k) {
-  if (r) vl_tensor_retain(r);
-  gi[0] = vl_ag_reduce_to(n, 0, r);
-  tmps_free(k);
-  return gi[0] ? VL_OK : vl_last_status();
-}
 
 /* ------------------------------------------------------------------ */
 /* vl_reduce                                                           */
@@ -979,14 +899,6 @@ static int ag_finish(const vl_node *n, vl_tensor *r, vl_tensor **gi, tmps *k) {
 
 static const char *const redop_names[VL_REDOP_COUNT] = {"sum", "mean", "prod", "amax", "amin", "all", "any",
                                                         "logsumexp"};
-
-/* The dim is not named: callers number dims differently (0-based here,
-   1-based in Lua); the shape shows which one is empty. */
-static int empty_error(const char *op, const char *what, const vl_tensor *t) {
-  char buf[VL_SHAPE_STR];
-  return vl_error(VL_EARG, "%s: cannot take the %s over a dim of size 0 (shape %s): an empty set has no %s", op,
-                  what, vl_shape_str(t->ndim, t->shape, buf), what);
-}
 
 static vl_tensor *reduce_fwd(vl_redop op, const vl_tensor *t, int ndims, const int *dims, bool keepdim) {
   if ((unsigned)op >= VL_REDOP_COUNT) {
@@ -1398,286 +1310,3 @@ vl_tensor *vl_norm(const vl_tensor *t, double p, int ndims, const int *dims, boo
   return vl__reduce_record("norm", norm_backward, t, out, vl__mask_bits(t->ndim, pl.mask), 0, p,
                            t, true);
 }
-
-/* ------------------------------------------------------------------ */
-/* max/min with indices, argmax/argmin                                 */
-/* ------------------------------------------------------------------ */
-
-/* Is candidate (value v) better than the current best b? First
-   occurrence wins ties; the first NaN wins over everything. */
-VL_AI bool better_f(double v, double b, bool ismax) {
-  if (b != b) return false;
-  if (v != v) return true;
-  return ismax ? v > b : v < b;
-}
-
-/* Index (0-based, within the run) of the extreme of n elements. */
-VL_AI int64_t argext_row(const void *x, int64_t off, int64_t n, bool ismax, vl_dtype dt) {
-  int64_t bi = 0;
-  if (dt == VL_FLOAT32) { /* the extreme first, then its first position (or the first NaN's) */
-    const float *xf = (const float *)x + off;
-    bool nan;
-    float e = row_ext_f32_nan(xf, n, ismax, &nan);
-    int64_t i = find_f32(xf, n, e, nan);
-    return i < n ? i : 0;
-  } else if (dt == VL_FLOAT64) {
-    double e = row_ext_f64((const double *)x + off, n, ismax);
-    if (e != e) {
-      for (int64_t i = 0; i < n; i++)
-        if (ldf(x, off + i, dt) != ldf(x, off + i, dt)) return i;
-    } else {
-      for (int64_t i = 0; i < n; i++)
-        if (ldf(x, off + i, dt) == e) return i;
-    }
-    return 0;
-  } else {
-    int64_t b = ldi(x, off, dt);
-    for (int64_t i = 1; i < n; i++) {
-      int64_t v = ldi(x, off + i, dt);
-      if (ismax ? v > b : v < b) {
-        b = v;
-        bi = i;
-      }
-    }
-  }
-  return bi;
-}
-
-/* Indices of the extremes down nr rows (row r at off + r*ld) for ni
-   columns (ni <= VL_REDUCE_COLBLOCK). */
-VL_AI void argext_col(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool ismax, vl_dtype dt,
-                      int64_t *restrict idx) {
-  for (int64_t i = 0; i < ni; i++) idx[i] = 0;
-  if (is_floatwork(dt)) {
-    double b[VL_REDUCE_COLBLOCK];
-    for (int64_t i = 0; i < ni; i++) b[i] = ldf(x, off + i, dt);
-    for (int64_t r = 1; r < nr; r++) {
-      int64_t base = off + r * ld;
-      for (int64_t i = 0; i < ni; i++) {
-        double v = ldf(x, base + i, dt);
-        bool take = (ismax ? v > b[i] : v < b[i]) || (v != v && b[i] == b[i]);
-        b[i] = take ? v : b[i];
-        idx[i] = take ? r : idx[i];
-      }
-    }
-  } else {
-    int64_t b[VL_REDUCE_COLBLOCK];
-    for (int64_t i = 0; i < ni; i++) b[i] = ldi(x, off + i, dt);
-    for (int64_t r = 1; r < nr; r++) {
-      int64_t base = off + r * ld;
-      for (int64_t i = 0; i < ni; i++) {
-        int64_t v = ldi(x, base + i, dt);
-        bool take = ismax ? v > b[i] : v < b[i];
-        b[i] = take ? v : b[i];
-        idx[i] = take ? r : idx[i];
-      }
-    }
-  }
-}
-
-typedef int64_t (*argrow_fn)(const void *x, int64_t off, int64_t n, bool ismax);
-typedef void (*argcol_fn)(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool ismax, int64_t *idx);
-
-#define VL_DEF_ARG_KERNELS(SFX, DT)                                                                            \
-  static int64_t argrow_##SFX(const void *x, int64_t off, int64_t n, bool ismax) {                           \
-    return argext_row(x, off, n, ismax, DT);                                                                 \
-  }                                                                                                          \
-  static void argcol_##SFX(const void *x, int64_t off, int64_t nr, int64_t ni, int64_t ld, bool ismax,       \
-                           int64_t *idx) {                                                                   \
-    argext_col(x, off, nr, ni, ld, ismax, DT, idx);                                                          \
-  }
-VL_DEF_ARG_KERNELS(f32, VL_FLOAT32)
-VL_DEF_ARG_KERNELS(f64, VL_FLOAT64)
-VL_DEF_ARG_KERNELS(i64, VL_INT64)
-VL_DEF_ARG_KERNELS(i32, VL_INT32)
-VL_DEF_ARG_KERNELS(u8, VL_UINT8)
-VL_DEF_ARG_KERNELS(b8, VL_BOOL)
-
-static void pick_arg(vl_dtype dt, argrow_fn *rf, argcol_fn *cf) {
-  switch (dt) {
-    case VL_FLOAT64: *rf = argrow_f64; *cf = argcol_f64; break;
-    case VL_INT64: *rf = argrow_i64; *cf = argcol_i64; break;
-    case VL_INT32: *rf = argrow_i32; *cf = argcol_i32; break;
-    case VL_UINT8: *rf = argrow_u8; *cf = argcol_u8; break;
-    case VL_BOOL: *rf = argrow_b8; *cf = argcol_b8; break;
-    default: *rf = argrow_f32; *cf = argcol_f32; break;
-  }
-}
-
-/* Is element at position j better than the one at b (both absolute)? */
-static bool better_at(const void *x, int64_t j, int64_t b, bool ismax, vl_dtype dt) {
-  if (is_floatwork(dt)) return better_f(vl_load(x, j, dt), vl_load(x, b, dt), ismax);
-  int64_t v = ldi(x, j, dt), w = ldi(x, b, dt);
-  return ismax ? v > w : v < w;
-}
-
-static int argext_run(const char *op, const rlayout *L, bool ismax, int64_t *idx) {
-  argrow_fn rf;
-  argcol_fn cf;
-  pick_arg(L->dt, &rf, &cf);
-  int64_t O = L->O, R = L->R, I = L->I, off = L->off, total = O * R * I;
-  const void *x = L->x;
-  if (I == 1) {
-    int64_t C = R > VL_REDUCE_CHUNK ? (R + VL_REDUCE_CHUNK - 1) / VL_REDUCE_CHUNK : 1;
-    if (C == 1) {
-#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
-      for (int64_t o = 0; o < O; o++) idx[o] = rf(x, off + o * R, R, ismax);
-      return VL_OK;
-    }
-    int64_t T = O * C;
-    int64_t *part = malloc((size_t)T * sizeof(int64_t));
-    if (!part) return vl_error(VL_ENOMEM, "%s: out of memory for %lld partial results", op, (long long)T);
-#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
-    for (int64_t t = 0; t < T; t++) {
-      int64_t o = t / C, s = (t % C) * VL_REDUCE_CHUNK;
-      part[t] = s + rf(x, off + o * R + s, VL_MIN(VL_REDUCE_CHUNK, R - s), ismax);
-    }
-    for (int64_t o = 0; o < O; o++) {
-      int64_t best = part[o * C], base = off + o * R;
-      for (int64_t k = 1; k < C; k++)
-        if (better_at(x, base + part[o * C + k], base + best, ismax, L->dt)) best = part[o * C + k];
-      idx[o] = best;
-    }
-    free(part);
-    return VL_OK;
-  }
-  int64_t cb = vl__reduce_colblock(O, I), nb = (I + cb - 1) / cb;
-#pragma omp parallel for if (total > VL_PARALLEL_GRAIN) schedule(static)
-  for (int64_t t = 0; t < O * nb; t++) {
-    int64_t o = t / nb, i0 = (t % nb) * cb;
-    cf(x, off + o * R * I + i0, R, VL_MIN(cb, I - i0), I, ismax, idx + o * I + i0);
-  }
-  return VL_OK;
-}
-
-/* dim == VL_ALL_DIMS: over the flattened tensor. */
-static int argext_impl(const char *name, const vl_tensor *t, int dim, bool keepdim, bool ismax, vl_tensor **values,
-                       vl_tensor **indices) {
-  if (values) *values = NULL;
-  if (indices) *indices = NULL;
-  if (check_tensor(name, t)) return vl_last_status();
-  rplan pl;
-  if (dim == VL_ALL_DIMS) {
-    if (vl__reduce_plan(name, t, 0, NULL, keepdim, &pl)) return vl_last_status();
-  } else {
-    if (vl__reduce_plan(name, t, 1, &dim, keepdim, &pl)) return vl_last_status();
-  }
-  if (pl.R == 0) return empty_error(name, ismax ? "maximum" : "minimum", t);
-  vl_tensor *ind = vl_empty(pl.out_ndim, pl.out_shape, VL_INT64);
-  vl_tensor *val = values ? vl_empty(pl.out_ndim, pl.out_shape, t->dtype) : NULL;
-  if (!ind || (values && !val)) goto fail;
-  if (pl.N > 0) {
-    rlayout L;
-    if (vl__reduce_prepare(name, t, pl.mask, native_work(t->dtype), dim == VL_ALL_DIMS, &L)) goto fail;
-    int64_t *idx = vl_data_ptr(ind);
-    if (argext_run(name, &L, ismax, idx)) {
-      vl_tensor_release(L.src);
-      goto fail;
-    }
-    if (val) {
-      char *vp = vl_data_ptr(val);
-      size_t es = vl_dtype_size(t->dtype);
-      int64_t R = L.R, I = L.I;
-      for (int64_t j = 0; j < pl.N; j++) {
-        int64_t o = j / I, i = j % I;
-        int64_t pos = L.off + (o * R + idx[j]) * I + i;
-        if (L.dt == t->dtype)
-          memcpy(vp + (size_t)j * es, (const char *)L.x + (size_t)pos * es, es);
-        else
-          vl_store(vp, j, t->dtype, vl_load(L.x, pos, L.dt));
-      }
-    }
-    vl_tensor_release(L.src);
-  }
-  if (values) *values = val;
-  if (indices)
-    *indices = ind;
-  else
-    vl_tensor_release(ind);
-  return VL_OK;
-fail:
-  vl_tensor_release(ind);
-  vl_tensor_release(val);
-  return vl_last_status() != VL_OK ? vl_last_status() : VL_ENOMEM;
-}
-
-/* values of max/min along a dim: g goes to the selected element (the
-   saved indices, a copy: the Lua binding turns its indices 1-based in
-   place); iarg[1] = the dim. */
-static int argext_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
-  if (ag_empty_input(n, gi)) return gi[0] ? VL_OK : vl_last_status();
-  tmps k = {.n = 0};
-  vl_tensor *gk, *z, *r = NULL;
-  if (n->in_ndim[0] == 0) return ag_finish(n, (vl_tensor *)g, gi, &k); /* 0-d: the value itself */
-  if ((gk = tmp(&k, ag_kept(n, g))) && (z = tmp(&k, vl_zeros(n->in_ndim[0], n->in_shape[0], g->dtype))) &&
-      vl_scatter_add_(z, (int)n->iarg[1], AG_X(n), gk) == VL_OK)
-    r = z;
-  return ag_finish(n, r, gi, &k);
-}
-
-static int argext_record(const char *name, const vl_tensor *t, int dim, bool keepdim, bool ismax,
-                         vl_tensor **values, vl_tensor **indices) {
-  bool rec = vl__ag_begin(t);
-  int rc = argext_impl(name, t, dim, keepdim, ismax, values, indices);
-  if (rc != VL_OK || !rec || !vl_dtype_is_float((*values)->dtype)) {
-    vl__ag_end(rec);
-    return rc;
-  }
-  rplan pl;
-  int d = 0;
-  vl_tensor *ind = NULL, *saved = NULL;
-  if (vl__reduce_plan(name, t, 1, &dim, keepdim, &pl) == VL_OK && vl_wrap_dim(name, dim, t->ndim, &d) == VL_OK &&
-      (ind = vl_clone(*indices)) != NULL) {
-    int64_t shape[VL_MAX_DIMS];
-    for (int k = 0; k < t->ndim; k++) shape[k] = k == d ? 1 : t->shape[k];
-    saved = vl_reshape(ind, t->ndim, shape);
-  }
-  vl_tensor_release(ind);
-  vl__ag_end(rec);
-  /* the indices take the input's slot: the node reads no input values */
-  vl_tensor *v = saved ? vl__reduce_record(name, argext_backward, t, *values, vl__mask_bits(t->ndim, pl.mask), d, 0,
-                                           saved, false)
-                       : NULL;
-  vl_tensor_release(saved);
-  if (v == NULL) {
-    if (!saved) vl_tensor_release(*values);
-    vl_tensor_release(*indices);
-    *values = *indices = NULL;
-    return vl_last_status();
-  }
-  return VL_OK;
-}
-
-static int check_outs(const char *name, vl_tensor **values, vl_tensor **indices) {
-  if (!values || !indices) return vl_error(VL_EARG, "%s: values and indices out-pointers must not be NULL", name);
-  return VL_OK;
-}
-
-int vl_max_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices) {
-  if (check_outs("max", values, indices)) return vl_last_status();
-  if (dim == VL_ALL_DIMS) return vl_error(VL_EARG, "max: a dim is required (use vl_argmax for the flattened tensor)");
-  return argext_record("max", t, dim, keepdim, true, values, indices);
-}
-
-int vl_min_dim(const vl_tensor *t, int dim, bool keepdim, vl_tensor **values, vl_tensor **indices) {
-  if (check_outs("min", values, indices)) return vl_last_status();
-  if (dim == VL_ALL_DIMS) return vl_error(VL_EARG, "min: a dim is required (use vl_argmin for the flattened tensor)");
-  return argext_record("min", t, dim, keepdim, false, values, indices);
-}
-
-vl_tensor *vl_argmax(const vl_tensor *t, int dim, bool keepdim) {
-  vl_tensor *ind = NULL;
-  bool rec = vl__ag_begin(t); /* integer indices: no gradient */
-  argext_impl("argmax", t, dim, keepdim, true, NULL, &ind);
-  vl__ag_end(rec);
-  return ind;
-}
-
-vl_tensor *vl_argmin(const vl_tensor *t, int dim, bool keepdim) {
-  vl_tensor *ind = NULL;
-  bool rec = vl__ag_begin(t);
-  argext_impl("argmin", t, dim, keepdim, false, NULL, &ind);
-  vl__ag_end(rec);
-  return ind;
-}
-

@@ -1,6 +1,7 @@
 /*
-** reduce_internal.h — shared by ops/reduce.c (reductions, max/min with
-** indices) and ops/softmax.c (softmax, log_softmax, cumsum): the
+** reduce_internal.h — shared by ops/reduce.c (reductions), ops/argmax.c
+** (max/min with indices, argmax/argmin) and ops/softmax.c (softmax,
+** log_softmax, cumsum): the
 ** [O, R, I] layout a reduction over dims is brought to, typed element
 ** loads, and the vectorised float32 max. Not installed.
 **
@@ -16,6 +17,7 @@
 #define VL_REDUCE_COLBLOCK 1024 /* outputs one task accumulates when an inner dim is kept (at most) */
 #define VL_REDUCE_MIN_COLS 64   /* narrowest column block (256 bytes of float32 per row) */
 #define VL_REDUCE_MIN_TASKS 16  /* (outer, column block) tasks wanted for the threads */
+#define VL_REDUCE_CHUNK 16384   /* elements of a row one task reduces; longer rows are split */
 
 #define VL_AI static inline __attribute__((always_inline))
 /* Vectorise this loop (at -O2 GCC only vectorises loops it is told to). */
@@ -227,5 +229,100 @@ int64_t vl__mask_bits(int ndim, const bool *mask);
    out, or NULL after releasing it. */
 vl_tensor *vl__reduce_record(const char *name, vl_backward_fn fn, const vl_tensor *t, vl_tensor *out,
                              int64_t mask, int64_t what, double arg, const vl_tensor *save, bool save_out);
+
+/* ------------------------------------------------------------------ */
+/* Float64 max/min, empty-set errors (reduce.c, argmax.c)              */
+/* ------------------------------------------------------------------ */
+
+/* One step of a NaN-sticky max (ismax) or min: NaN wins. */
+#define VL_EXT_STEP(v, m, ismax) ((((ismax) ? (v) > (m) : (v) < (m)) || (v) != (v)) ? (v) : (m))
+
+/* Max or min of a float64 run, NaN wins (float32: row_ext_f32 above). */
+VL_AI double row_ext_f64(const double *restrict x, int64_t n, bool ismax) {
+  double init = ismax ? -INFINITY : INFINITY;
+  double m[4] = {init, init, init, init};
+  int64_t i = 0;
+  if (ismax) {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], true);
+  } else {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; k++) m[k] = VL_EXT_STEP(x[i + k], m[k], false);
+  }
+  double r = init;
+  for (; i < n; i++) r = VL_EXT_STEP(x[i], r, ismax);
+  for (int k = 0; k < 4; k++) r = VL_EXT_STEP(m[k], r, ismax);
+  return r;
+}
+
+/* The dim is not named: callers number dims differently (0-based here,
+   1-based in Lua); the shape shows which one is empty. */
+static inline int empty_error(const char *op, const char *what, const vl_tensor *t) {
+  char buf[VL_SHAPE_STR];
+  return vl_error(VL_EARG, "%s: cannot take the %s over a dim of size 0 (shape %s): an empty set has no %s", op,
+                  what, vl_shape_str(t->ndim, t->shape, buf), what);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared pieces of the backwards (reduce.c, argmax.c)                 */
+/* ------------------------------------------------------------------ */
+
+#define AG_X(n) ((n)->saved[(n)->iarg[2]])
+#define AG_Y(n) ((n)->saved[(n)->iarg[3]])
+
+/* The output's shape with the reduced dims kept as 1. */
+static inline void ag_keep_shape(const vl_node *n, int64_t *shape) {
+  for (int d = 0; d < n->in_ndim[0]; d++) shape[d] = (n->iarg[0] & ((int64_t)1 << d)) ? 1 : n->in_shape[0][d];
+}
+
+/* t (an output-shaped tensor) viewed with the reduced dims kept. */
+static inline vl_tensor *ag_kept(const vl_node *n, const vl_tensor *t) {
+  int64_t shape[VL_MAX_DIMS];
+  ag_keep_shape(n, shape);
+  return vl_reshape(t, n->in_ndim[0], shape);
+}
+
+/* An empty input gets an empty gradient: no formula needs to run. */
+static inline bool ag_empty_input(const vl_node *n, vl_tensor **gi) {
+  for (int d = 0; d < n->in_ndim[0]; d++)
+    if (n->in_shape[0][d] == 0) {
+      gi[0] = vl_zeros(n->in_ndim[0], n->in_shape[0], n->in_dtype[0]);
+      return true;
+    }
+  return false;
+}
+
+/* Temporaries of a backward, released together at its end: each step is
+   `if (!(a = tmp(&k, vl_op(...)))) goto done;`. */
+#define VL_AG_MAX_TMPS 24 /* most temporaries one backward holds */
+typedef struct tmps {
+  vl_tensor *t[VL_AG_MAX_TMPS];
+  int n;
+} tmps;
+
+static inline vl_tensor *tmp(tmps *k, vl_tensor *t) {
+  if (t == NULL) return NULL;
+  if (k->n == VL_AG_MAX_TMPS) {
+    vl_tensor_release(t);
+    vl_error(VL_ESTATE, "backward: internal error: more than %d temporaries", VL_AG_MAX_TMPS);
+    return NULL;
+  }
+  k->t[k->n++] = t;
+  return t;
+}
+
+static inline void tmps_free(tmps *k) {
+  for (int i = 0; i < k->n; i++) vl_tensor_release(k->t[i]);
+  k->n = 0;
+}
+
+/* Finish a backward: r (not taken over, may be NULL) summed/converted
+   into gi[0]. */
+static inline int ag_finish(const vl_node *n, vl_tensor *r, vl_tensor **gi, tmps *k) {
+  if (r) vl_tensor_retain(r);
+  gi[0] = vl_ag_reduce_to(n, 0, r);
+  tmps_free(k);
+  return gi[0] ? VL_OK : vl_last_status();
+}
 
 #endif /* VL_REDUCE_INTERNAL_H */
