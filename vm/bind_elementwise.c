@@ -1,5 +1,5 @@
 /*
-** bind_elementwise.c — Lua bindings of ops/elementwise.c: unary and
+** bind_elementwise.c — Lua bindings of ops/elementwise.c and ops/where.c: unary and
 ** binary element-wise ops (functions, methods, in-place methods), clamp,
 ** where, masked_fill, and the arithmetic operators of tensors.
 **

@@ -1,6 +1,6 @@
 /*
 ** bind_index.c — Lua bindings for joining, indexing and ordering
-** (ops/index.c): cat, stack, split, chunk, gather, scatter, index_select,
+** (ops/index.c, ops/sort.c): cat, stack, split, chunk, gather, scatter, index_select,
 ** masked_select, nonzero, sort, topk, flip, roll, repeat, tril, triu.
 **
 ** Index values are 1-based in Lua (Torch7): index tensors given to

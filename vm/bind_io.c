@@ -1,5 +1,5 @@
 /*
-** bind_io.c — tensor files in Lua (ops/io.c):
+** bind_io.c — tensor files in Lua (ops/io.c, npy.c, idx.c):
 **   vl.safetensors.open/load/save, vl.npy.load/save, vl.save/vl.load
 **   (tables of tensors as safetensors), vl.read_idx, vl.write_file (atomic),
 **   and two helpers the progress bar needs: vl.isatty, vl.monotonic.

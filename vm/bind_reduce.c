@@ -1,5 +1,5 @@
 /*
-** bind_reduce.c — Lua bindings of the reductions in ops/reduce.c:
+** bind_reduce.c — Lua bindings of the reductions in ops/reduce.c and ops/argmax.c:
 ** sum/mean/prod/amax/amin/all/any/logsumexp, var/std, norm, max/min,
 ** argmax/argmin, softmax/log_softmax, cumsum.
 **

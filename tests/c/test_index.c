@@ -1,4 +1,4 @@
-/* test_index.c — ops/index.c without Lua: joining, indexing, ordering. */
+/* test_index.c — ops/index.c and ops/sort.c without Lua: joining, indexing, ordering. */
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>

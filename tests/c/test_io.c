@@ -1,5 +1,5 @@
 /*
-** test_io.c — ops/io.c through the C API only: safetensors, .npy, IDX and
+** test_io.c — ops/io.c, npy.c and idx.c through the C API only: safetensors, .npy, IDX and
 ** atomic writes.
 **
 ** References: the byte vectors of the reference implementation's own

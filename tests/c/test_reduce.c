@@ -1,5 +1,5 @@
 /*
-** test_reduce.c — ops/reduce.c from C (no Lua): accuracy of large float32
+** test_reduce.c — ops/reduce.c and ops/argmax.c from C (no Lua): accuracy of large float32
 ** sums against double references, softmax against its closed form, the
 ** float32 exp used by softmax (vl_expf, vl_internal.h) against libm,
 ** errors, and determinism across thread counts.

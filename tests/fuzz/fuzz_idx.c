@@ -1,5 +1,5 @@
 /*
-** fuzz_idx.c — libFuzzer harness for the IDX reader (ops/io.c, the
+** fuzz_idx.c — libFuzzer harness for the IDX reader (ops/idx.c, the
 ** uncompressed path). Built and run by `make fuzz` (clang, ASan + UBSan).
 */
 #include <stddef.h>

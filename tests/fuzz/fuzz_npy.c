@@ -1,5 +1,5 @@
 /*
-** fuzz_npy.c — libFuzzer harness for the .npy reader (ops/io.c). Built and
+** fuzz_npy.c — libFuzzer harness for the .npy reader (ops/npy.c). Built and
 ** run by `make fuzz` (clang, ASan + UBSan).
 */
 #include <stddef.h>

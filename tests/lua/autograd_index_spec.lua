@@ -1,6 +1,6 @@
 local vl = require "vl"
 
--- Reverse-mode gradients of joining, indexing and ordering (ops/index.c):
+-- Reverse-mode gradients of joining, indexing and ordering (ops/index.c, ops/sort.c):
 -- cat, stack, split/chunk (views), gather, scatter, index_select,
 -- masked_select, sort/topk values, flip, roll, repeat, tril, triu, and
 -- the in-place scatters, which are not differentiable.
