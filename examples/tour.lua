@@ -44,6 +44,19 @@ print(vl.cat({ vl.ones(2), vl.zeros(3) }, 1))
 local s, order = vl.tensor { 3.0, 1.0, 2.0 }:sort(1)
 print("sorted", s, "order", order)
 
+section("autograd")
+local w = vl.zeros(3, 1):requires_grad(true)
+local X = vl.randn(64, 3)
+local y = X:matmul(vl.tensor { { 2.0 }, { -1.0 }, { 0.5 } })
+for step = 1, 100 do
+  local loss = ((X:matmul(w) - y) ^ 2):mean()
+  w.grad = nil
+  loss:backward()
+  vl.no_grad(function() w:sub_(w.grad * 0.1) end)
+  if step % 50 == 0 then print(("step %d  loss %.6f"):format(step, loss:item())) end
+end
+print("w (should be near 2, -1, 0.5):", w:detach():view(3))
+
 section("errors are Lua errors, never crashes")
 print(pcall(vl.matmul, vl.ones(2, 3), vl.ones(4, 5)))
 print(pcall(function() return x:view(4) end))
