@@ -565,10 +565,18 @@ static int need_float(const char *op, const char *what, const vl_tensor *t) {
   return VL_OK;
 }
 
+/* Largest stride, padding, dilation, output padding or kernel size accepted:
+   products with real tensor sizes (< 2^38 elements) stay far from int64
+   overflow. */
+#define VL_CONV_MAX_PARAM ((int64_t)1 << 24)
+
 static int check_pos(const char *op, const char *what, const int64_t v[2], int64_t min) {
   if (v[0] < min || v[1] < min)
     return vl_error(VL_EARG, "%s: %s must be %s, got {%lld, %lld}", op, what,
                     min == 1 ? "at least 1" : "non-negative", (long long)v[0], (long long)v[1]);
+  if (v[0] > VL_CONV_MAX_PARAM || v[1] > VL_CONV_MAX_PARAM)
+    return vl_error(VL_EARG, "%s: %s must be at most %lld, got {%lld, %lld}", op, what,
+                    (long long)VL_CONV_MAX_PARAM, (long long)v[0], (long long)v[1]);
   return VL_OK;
 }
 
@@ -800,8 +808,9 @@ static vl_tensor *conv1d_batched(const vl_tensor *x, const void *vargs) {
     return vl_error(VL_ESHAPE, "%s: expected a 3-d weight [O,C/groups,k], got %d-d %s", op, a->w->ndim,
                     vl_shape_str(a->w->ndim, a->w->shape, s1)),
            NULL;
-  if (a->stride[1] < 1 || a->dil[1] < 1 || a->pad[2] < 0 || a->pad[3] < 0)
-    return vl_error(VL_EARG, "%s: stride and dilation must be at least 1 and padding non-negative, got stride %lld, "
+  if (a->stride[1] < 1 || a->dil[1] < 1 || a->pad[2] < 0 || a->pad[3] < 0 || a->stride[1] > VL_CONV_MAX_PARAM ||
+      a->dil[1] > VL_CONV_MAX_PARAM || a->pad[2] > VL_CONV_MAX_PARAM || a->pad[3] > VL_CONV_MAX_PARAM)
+    return vl_error(VL_EARG, "%s: stride and dilation must be 1..16777216 and padding 0..16777216, got stride %lld, "
                              "padding %lld/%lld, dilation %lld",
                     op, (long long)a->stride[1], (long long)a->pad[2], (long long)a->pad[3], (long long)a->dil[1]),
            NULL;

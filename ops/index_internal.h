@@ -39,6 +39,9 @@ static inline void layout_of(const vl_tensor *t, layout *l) {
 
 static inline int64_t shape_numel(int ndim, const int64_t *shape) {
   int64_t n = 1;
+  /* a zero dim first: the other dims' product may overflow (vl_shape_nbytes) */
+  for (int d = 0; d < ndim; d++)
+    if (shape[d] == 0) return 0;
   for (int d = 0; d < ndim; d++) n *= shape[d];
   return n;
 }

@@ -483,8 +483,8 @@ static vl_tensor *gn_fwd(const vl_tensor *x, int64_t G, const vl_tensor *w, cons
                     vl_shape_str(x->ndim, x->shape, s1)),
            NULL;
   int64_t N = x->shape[0], C = x->shape[1], S = prod(2, x->ndim, x->shape);
-  if (G < 1 || C % G != 0)
-    return vl_error(VL_EARG, "group_norm: %lld channels do not split into %lld groups (groups must be >= 1 and divide C)",
+  if (G < 1 || G > (C > 0 ? C : 1) || C % G != 0) /* G <= C also keeps N * G from overflowing */
+    return vl_error(VL_EARG, "group_norm: %lld channels do not split into %lld groups (groups must be 1..C and divide C)",
                     (long long)C, (long long)G),
            NULL;
   if (check_vec(op, "weight", w, C, "channel") || check_vec(op, "bias", b, C, "channel")) return NULL;

@@ -251,7 +251,16 @@ int vl_shape_nbytes(const char *op, int ndim, const int64_t *shape, vl_dtype dt,
     else count *= (uint64_t)shape[d];
   }
   size_t es = vl_dtype_size(dt);
-  if (count == 0) overflow = false; /* a zero dim wins over huge ones */
+  /* A zero dim makes the tensor empty, but the other dims' product must
+     still fit in int64: kernels multiply the sizes of outer/inner dims. */
+  if (count == 0 && !overflow) {
+    uint64_t nz = 1;
+    for (int d = 0; d < ndim && !overflow; d++)
+      if (shape[d] != 0) {
+        if (nz > (uint64_t)INT64_MAX / (uint64_t)shape[d]) overflow = true;
+        else nz *= (uint64_t)shape[d];
+      }
+  }
   if (overflow || count > (uint64_t)INT64_MAX / es)
     return vl_error(VL_ENOMEM, "%s: shape %s of %s has a byte count that overflows", op,
                     vl_shape_str(ndim, shape, s), vl_dtype_name(dt));
@@ -546,6 +555,9 @@ void vl_tensor_release(vl_tensor *t) {
 
 int64_t vl_numel(const vl_tensor *t) {
   int64_t n = 1;
+  /* a zero dim first: the other dims' product may overflow (vl_shape_nbytes) */
+  for (int d = 0; d < t->ndim; d++)
+    if (t->shape[d] == 0) return 0;
   for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
   return n;
 }
@@ -829,6 +841,8 @@ vl_tensor *vl_expand(const vl_tensor *t, int ndim, const int64_t *shape) {
              NULL;
     }
   }
+  size_t count; /* element counts must fit in int64, even with a zero dim */
+  if (vl_shape_nbytes("expand", ndim, out, VL_UINT8, &count) != VL_OK) return NULL;
   static const view_grad vg = {"expand", expand_backward, {0}};
   return view_of(t, t->offset, ndim, out, stride, &vg);
 }
