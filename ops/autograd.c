@@ -21,6 +21,12 @@ static _Thread_local bool grad_disabled; /* recording is on unless set */
 void vl_set_grad_enabled(bool on) { grad_disabled = !on; }
 bool vl_is_grad_enabled(void) { return !grad_disabled; }
 
+bool vl_ag_pause(void) {
+  bool was = !grad_disabled;
+  grad_disabled = true;
+  return was;
+}
+
 /* ------------------------------------------------------------------ */
 /* Per-tensor state                                                     */
 /* ------------------------------------------------------------------ */

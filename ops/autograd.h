@@ -69,6 +69,10 @@ struct vl_grad_meta {
   vl_node *grad_fn;          /* NULL for leaves */
 };
 
+/* Turn recording off (for a forward body whose internal copies and views
+   must not record); returns the previous state for vl_set_grad_enabled. */
+bool vl_ag_pause(void);
+
 /* True when recording is on and some input requires grad. */
 bool vl_ag_needed(int n, const vl_tensor *const *inputs);
 /* A node for an op over n inputs; edges and shapes are taken from them. */

@@ -859,11 +859,6 @@ static vl_tensor *tri_impl(const char *op, const vl_tensor *t, int64_t k, bool l
    conversions must not record); each public op then records one node
    when an input of a float dtype required grad as it began. */
 
-static bool grad_pause(void) {
-  bool was = vl_is_grad_enabled();
-  vl_set_grad_enabled(false);
-  return was;
-}
 
 /* ---- cat, stack: each input's slice of g ---- */
 
@@ -881,7 +876,7 @@ static int cat_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_cat(int n, const vl_tensor *const *ts, int dim) {
   bool rec = n > 0 && ts && vl_ag_needed(n, ts);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   int d = 0;
   vl_tensor *out = cat_fwd(n, ts, dim, &d);
   vl_set_grad_enabled(was);
@@ -895,7 +890,7 @@ static int stack_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_stack(int n, const vl_tensor *const *ts, int dim) {
   bool rec = n > 0 && ts && vl_ag_needed(n, ts);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   int d = 0;
   vl_tensor *out = stack_fwd(n, ts, dim, &d);
   vl_set_grad_enabled(was);
@@ -912,7 +907,7 @@ static int gather_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_gather(const vl_tensor *t, int dim, const vl_tensor *index) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = gather_fwd(t, dim, index);
   vl_set_grad_enabled(was);
   int d = 0;
@@ -986,7 +981,7 @@ static int scatter_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_scatter(const vl_tensor *t, int dim, const vl_tensor *index, const vl_tensor *src) {
   bool rec = vl_ag_needed(2, (const vl_tensor *[]){t, src});
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = scatter_fwd(t, dim, index, src);
   vl_set_grad_enabled(was);
   int d = 0;
@@ -1019,7 +1014,7 @@ static int index_select_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi)
 
 vl_tensor *vl_index_select(const vl_tensor *t, int dim, const vl_tensor *index) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = index_select_fwd(t, dim, index);
   vl_set_grad_enabled(was);
   int d = 0;
@@ -1061,7 +1056,7 @@ static int masked_select_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi
 
 vl_tensor *vl_masked_select(const vl_tensor *t, const vl_tensor *mask) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = masked_select_fwd(t, mask);
   vl_set_grad_enabled(was);
   return ag_record(out, rec, "masked_select", masked_select_backward, 1, &t, 1, &mask, 0, NULL);
@@ -1080,7 +1075,7 @@ static int flip_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_flip(const vl_tensor *t, int ndims, const int *dims) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = flip_fwd(t, ndims, dims);
   vl_set_grad_enabled(was);
   int64_t mask = 0;
@@ -1107,7 +1102,7 @@ static int roll_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_roll(const vl_tensor *t, int n, const int64_t *shifts, const int *dims) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = roll_fwd(t, n, shifts, dims);
   vl_set_grad_enabled(was);
   if (out == NULL || !rec) return out;
@@ -1169,7 +1164,7 @@ static int repeat_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 vl_tensor *vl_repeat(const vl_tensor *t, int n, const int64_t *repeats) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = repeat_fwd(t, n, repeats);
   vl_set_grad_enabled(was);
   if (out == NULL || !rec) return out;
@@ -1196,7 +1191,7 @@ static int tri_backward(vl_node *n, const vl_tensor *g, vl_tensor **gi) {
 
 static vl_tensor *tri(const char *op, const vl_tensor *t, int64_t k, bool lower) {
   bool rec = vl_ag_needed(1, &t);
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = tri_impl(op, t, k, lower);
   vl_set_grad_enabled(was);
   return ag_record(out, rec, op, tri_backward, 1, &t, 0, NULL, 2, (int64_t[]){k, lower});

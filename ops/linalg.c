@@ -502,12 +502,6 @@ static vl_tensor *matmul_impl(const char *op, const vl_tensor *a, const vl_tenso
 
 enum { AG_MATMUL, AG_OUTER }; /* iarg[0]: how the node's product was formed */
 
-/* Turn recording off for a forward; returns the state to restore. */
-static bool grad_pause(void) {
-  bool was = vl_is_grad_enabled();
-  vl_set_grad_enabled(false);
-  return was;
-}
 
 /* Save t (NULL: an empty slot, nothing kept alive) and return its slot. */
 static int save_opt(vl_node *n, const vl_tensor *t) {
@@ -635,7 +629,7 @@ static vl_tensor *record_product(vl_tensor *out, bool rec, const char *name, int
 static vl_tensor *recorded(const char *name, const vl_tensor *a, const vl_tensor *b, const vl_tensor *c,
                            double beta, double alpha) {
   bool rec = vl_ag_needed(3, (const vl_tensor *[]){a, b, c});
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = matmul_impl(name, a, b, c, beta, alpha);
   vl_set_grad_enabled(was);
   return record_product(out, rec, name, AG_MATMUL, a, b, c, beta, alpha);
@@ -700,7 +694,7 @@ vl_tensor *vl_outer(const vl_tensor *a, const vl_tensor *b) {
   mat_init(&B, b, AS_ROW, 0, NULL);
   int64_t shape[2] = {a->shape[0], b->shape[0]};
   bool rec = vl_ag_needed(2, (const vl_tensor *[]){a, b});
-  bool was = grad_pause();
+  bool was = vl_ag_pause();
   vl_tensor *out = product("outer", 2, shape, 0, NULL, &A, &B, NULL, 0, 1);
   vl_set_grad_enabled(was);
   return record_product(out, rec, "outer", AG_OUTER, a, b, NULL, 0, 1);

@@ -270,7 +270,7 @@ static vl_tensor *el_loss_fwd(el_kind k, const vl_tensor *x, const vl_tensor *y,
 static vl_tensor *el_entry(el_kind k, const vl_tensor *x, const vl_tensor *y, const vl_tensor *w,
                            const vl_tensor *pw, vl_reduction red, double beta) {
   bool rec = vl_ag_needed(2, (const vl_tensor *[]){x, y});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *r = el_loss_fwd(k, x, y, w, pw, red, beta, rec);
   vl_set_grad_enabled(was);
   return r;
@@ -663,7 +663,7 @@ vl_tensor *vl_cross_entropy(const vl_tensor *input, const vl_tensor *target, con
                             int64_t ignore_index, vl_reduction red, double label_smoothing) {
   bool prob = target && vl_dtype_is_float(target->dtype);
   bool rec = vl_ag_needed(prob ? 2 : 1, (const vl_tensor *[]){input, target});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = ce_fwd("cross_entropy", true, input, target, weight, ignore_index, red, label_smoothing, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -672,7 +672,7 @@ vl_tensor *vl_cross_entropy(const vl_tensor *input, const vl_tensor *target, con
 vl_tensor *vl_nll_loss(const vl_tensor *input, const vl_tensor *target, const vl_tensor *weight,
                        int64_t ignore_index, vl_reduction red) {
   bool rec = vl_ag_needed(1, &input);
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = ce_fwd("nll_loss", false, input, target, weight, ignore_index, red, 0, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -790,7 +790,7 @@ static vl_tensor *cos_fwd(const vl_tensor *a, const vl_tensor *b, int dim, doubl
 
 vl_tensor *vl_cosine_similarity(const vl_tensor *a, const vl_tensor *b, int dim, double eps) {
   bool rec = vl_ag_needed(2, (const vl_tensor *[]){a, b});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = cos_fwd(a, b, dim, eps, rec);
   vl_set_grad_enabled(was);
   return y;

@@ -142,7 +142,7 @@ static vl_tensor *linear_fwd(const vl_tensor *x, const vl_tensor *w, const vl_te
 
 vl_tensor *vl_linear(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b) {
   bool rec = vl_ag_needed(3, (const vl_tensor *[]){x, w, b});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = linear_fwd(x, w, b, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -349,7 +349,7 @@ static vl_tensor *ln_fwd(const char *op, const vl_tensor *x, int k, const vl_ten
 
 vl_tensor *vl_layer_norm(const vl_tensor *x, int ndims, const vl_tensor *weight, const vl_tensor *bias, double eps) {
   bool rec = vl_ag_needed(3, (const vl_tensor *[]){x, weight, bias});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = ln_fwd("layer_norm", x, ndims, weight, bias, eps, false, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -357,7 +357,7 @@ vl_tensor *vl_layer_norm(const vl_tensor *x, int ndims, const vl_tensor *weight,
 
 vl_tensor *vl_rms_norm(const vl_tensor *x, int ndims, const vl_tensor *weight, double eps) {
   bool rec = vl_ag_needed(2, (const vl_tensor *[]){x, weight});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = ln_fwd("rms_norm", x, ndims, weight, NULL, eps, true, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -510,7 +510,7 @@ static vl_tensor *gn_fwd(const vl_tensor *x, int64_t G, const vl_tensor *w, cons
 
 vl_tensor *vl_group_norm(const vl_tensor *x, int64_t groups, const vl_tensor *weight, const vl_tensor *bias, double eps) {
   bool rec = vl_ag_needed(3, (const vl_tensor *[]){x, weight, bias});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = gn_fwd(x, groups, weight, bias, eps, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -788,7 +788,7 @@ vl_tensor *vl_batch_norm(const vl_tensor *x, vl_tensor *running_mean, vl_tensor 
                    (running_var && vl_ag_check_inplace("batch_norm (running_var)", running_var))))
     return NULL;
   bool rec = vl_ag_needed(3, (const vl_tensor *[]){x, weight, bias});
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = bn_fwd(x, running_mean, running_var, weight, bias, training, momentum, eps, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -856,7 +856,7 @@ static vl_tensor *dropout_fwd(const vl_tensor *x, double p, bool training, bool 
 
 vl_tensor *vl_dropout(const vl_tensor *x, double p, bool training) {
   bool rec = vl_ag_needed(1, &x);
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = dropout_fwd(x, p, training, rec);
   vl_set_grad_enabled(was);
   return y;
@@ -967,7 +967,7 @@ static vl_tensor *embedding_fwd(const vl_tensor *idx, const vl_tensor *w, int64_
 
 vl_tensor *vl_embedding(const vl_tensor *indices, const vl_tensor *weight, int64_t padding_idx) {
   bool rec = weight && vl_ag_needed(1, &weight);
-  bool was = nograd_begin();
+  bool was = vl_ag_pause();
   vl_tensor *y = embedding_fwd(indices, weight, padding_idx, rec);
   vl_set_grad_enabled(was);
   return y;

@@ -73,12 +73,6 @@ VL_ALWAYS_INLINE double EXPW(double d, vl_dtype dt) {
 #define NN_SIMD_SUM(a) NN_PRAGMA(omp simd reduction(+ : a))
 #define NN_SIMD_SUM2(a, b) NN_PRAGMA(omp simd reduction(+ : a, b))
 
-/* Turn recording off for a forward body; returns the previous state. */
-static inline bool nograd_begin(void) {
-  bool was = vl_is_grad_enabled();
-  vl_set_grad_enabled(false);
-  return was;
-}
 
 static inline int need_tensor(const char *op, const char *what, const vl_tensor *t) {
   if (t == NULL) return vl_error(VL_EARG, "%s: %s is missing (NULL)", op, what);

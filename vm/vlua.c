@@ -545,15 +545,9 @@ void vlua_interrupt(vlua_State *V) {
   lua_sethook(V->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
-/* Run f(ud) protected with a traceback; on error keep the message. */
-static int protected_call(vlua_State *V, lua_CFunction f, void *ud) {
-  lua_State *L = V->L;
-  int status;
-  lua_settop(L, 0);
-  lua_pushcfunction(L, vlua_msghandler);
-  lua_pushcfunction(L, f);
-  lua_pushlightuserdata(L, ud);
-  status = lua_pcall(L, 1, 0, 1);
+/* After a protected call: keep its error message (or clear the last one),
+   empty the stack, and pass the status on. */
+static int call_result(vlua_State *V, lua_State *L, int status) {
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     set_error(V, msg ? msg : "(error object is not a string)");
@@ -563,6 +557,18 @@ static int protected_call(vlua_State *V, lua_CFunction f, void *ud) {
   }
   lua_settop(L, 0);
   return status;
+}
+
+/* Run f(ud) protected with a traceback; on error keep the message. */
+static int protected_call(vlua_State *V, lua_CFunction f, void *ud) {
+  lua_State *L = V->L;
+  int status;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, vlua_msghandler);
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
+  status = lua_pcall(L, 1, 0, 1);
+  return call_result(V, L, status);
 }
 
 typedef struct OpenArgs {
@@ -655,15 +661,7 @@ static int finish_chunk(vlua_State *V, int status) {
     status = lua_pcall(L, 0, 0, base);
   }
   if (lua_gethook(L) == stop_hook) lua_sethook(L, NULL, 0, 0);  /* a late interrupt */
-  if (status != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    set_error(V, msg ? msg : "(error object is not a string)");
-    if (V->err == NULL) status = VLUA_ERRMEM;
-  } else {
-    set_error(V, NULL);
-  }
-  lua_settop(L, 0);
-  return status;
+  return call_result(V, L, status);
 }
 
 static int arg_error(vlua_State *V, const char *msg) {
