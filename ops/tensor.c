@@ -241,26 +241,20 @@ int vl_shape_nbytes(const char *op, int ndim, const int64_t *shape, vl_dtype dt,
   if (ndim < 0 || ndim > VL_MAX_DIMS)
     return vl_error(VL_ESHAPE, "%s: %d dims given, at most %d supported", op, ndim, VL_MAX_DIMS);
   if ((unsigned)dt >= VL_DTYPE_COUNT) return vl_error(VL_EDTYPE, "%s: invalid dtype %d", op, (int)dt);
-  uint64_t count = 1;
-  bool overflow = false;
+  /* The product of the non-zero sizes must fit in int64 even when a zero
+     dim makes the tensor empty: kernels multiply outer and inner sizes. */
+  uint64_t nonzero = 1;
+  bool overflow = false, empty = false;
   for (int d = 0; d < ndim; d++) {
     if (shape[d] < 0)
       return vl_error(VL_EARG, "%s: negative size %lld in shape %s", op, (long long)shape[d],
                       vl_shape_str(ndim, shape, s));
-    if (shape[d] != 0 && count > UINT64_MAX / (uint64_t)shape[d]) overflow = true;
-    else count *= (uint64_t)shape[d];
+    if (shape[d] == 0) empty = true;
+    else if (nonzero > (uint64_t)INT64_MAX / (uint64_t)shape[d]) overflow = true;
+    else nonzero *= (uint64_t)shape[d];
   }
+  uint64_t count = empty ? 0 : nonzero;
   size_t es = vl_dtype_size(dt);
-  /* A zero dim makes the tensor empty, but the other dims' product must
-     still fit in int64: kernels multiply the sizes of outer/inner dims. */
-  if (count == 0 && !overflow) {
-    uint64_t nz = 1;
-    for (int d = 0; d < ndim && !overflow; d++)
-      if (shape[d] != 0) {
-        if (nz > (uint64_t)INT64_MAX / (uint64_t)shape[d]) overflow = true;
-        else nz *= (uint64_t)shape[d];
-      }
-  }
   if (overflow || count > (uint64_t)INT64_MAX / es)
     return vl_error(VL_ENOMEM, "%s: shape %s of %s has a byte count that overflows", op,
                     vl_shape_str(ndim, shape, s), vl_dtype_name(dt));
