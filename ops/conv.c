@@ -3,7 +3,7 @@
 ** conv_transpose2d, max_pool2d/1d, avg_pool2d/1d, adaptive_avg_pool2d,
 ** each with its backward next to it.
 **
-** Convolutions are im2col + GEMM (OpenBLAS cblas_sgemm/dgemm). Three
+** Convolutions are im2col + GEMM (vl_sgemm, gemm.c; cblas_dgemm). Three
 ** primitives cover the forward and backward of both convolutions, over a
 ** geometry that names an "image" side (the big spatial tensor, read or
 ** written through im2col/col2im) and a "columns" side (one value per
@@ -167,12 +167,12 @@ static void gemm(vl_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     }
     return;
   }
-  CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-  if (dt == VL_FLOAT32)
-    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C,
-                (int)ldc);
-  else
-    cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  if (dt == VL_FLOAT32) {
+    vl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, (float)beta, C, ldc);
+    return;
+  }
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+              (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 /* ------------------------------------------------------------------ */

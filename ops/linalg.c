@@ -2,7 +2,9 @@
 ** linalg.c — matrix products (prefix vl_): matmul with PyTorch semantics,
 ** mm, bmm, addmm, outer, dot.
 **
-** float32/float64 go to OpenBLAS (cblas_sgemm/dgemm, sdot/ddot). A 2-D
+** float32 products go to vl_sgemm (gemm.c: its own AVX-512/AVX2 kernels,
+** OpenBLAS on other CPUs), float64 ones to OpenBLAS (cblas_dgemm); dot
+** products and matrix-vector ones to OpenBLAS's sdot/ddot/gemv. A 2-D
 ** operand whose rows or columns are unit-stride (a transpose, a narrow)
 ** is passed as it is, with CblasTrans where needed and its leading
 ** dimension; only other layouts (expanded, stepped, overlapping) are
@@ -13,8 +15,8 @@
 ** Batched products loop over the broadcast batch dims. When A's batch dims
 ** fold into its rows and B is shared by every batch ([B,M,K] @ [K,N], a
 ** linear layer), the whole batch is one [B*M,K] @ [K,N] GEMM. Otherwise
-** small GEMMs run one per OpenMP thread with OpenBLAS single-threaded, and
-** big ones let OpenBLAS thread inside each GEMM (see VL_GEMM_SPLIT_WORK).
+** small GEMMs run one per OpenMP thread (single-threaded inside), and big
+** ones are threaded inside each GEMM (see VL_GEMM_SPLIT_WORK).
 **
 ** Autograd: every product records one node (matmul_backward) when an
 ** input of a float dtype requires grad. The gradients are products
@@ -177,13 +179,13 @@ static void gemm(vl_dtype dt, bool ta, bool tb, int M, int N, int K, double alph
       gemv(dt, true, K, N, alpha, B, ldb, A, ta ? lda : 1, beta, C);
     return;
   }
-  CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-  if (dt == VL_FLOAT32)
-    cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, (float)alpha, (const float *)A, lda,
-                (const float *)B, ldb, (float)beta, (float *)C, ldc);
-  else
-    cblas_dgemm(CblasRowMajor, TA, TB, M, N, K, alpha, (const double *)A, lda, (const double *)B,
-                ldb, beta, (double *)C, ldc);
+  if (dt == VL_FLOAT32) {
+    vl_sgemm(ta, tb, M, N, K, (float)alpha, (const float *)A, lda, (const float *)B, ldb, (float)beta,
+             (float *)C, ldc);
+    return;
+  }
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+              (const double *)A, lda, (const double *)B, ldb, beta, (double *)C, ldc);
 }
 
 /* Integers as unsigned 64-bit: sums and products wrap instead of

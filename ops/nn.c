@@ -37,12 +37,12 @@ static void nn_gemm(vl_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t
   if (M == 0 || N == 0) return;
   if (beta == 0) memset(C, 0, (size_t)(M * N) * vl_dtype_size(dt)); /* C may hold NaN bits */
   if (K == 0) return;
-  CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-  if (dt == VL_FLOAT32)
-    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C,
-                (int)N);
-  else
-    cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)N);
+  if (dt == VL_FLOAT32) {
+    vl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, (float)beta, C, N);
+    return;
+  }
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+              (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)N);
 }
 
 VL_ALWAYS_INLINE void colsum_k(const void *g, int64_t M, int64_t N, void *out, vl_dtype dt) {

@@ -209,4 +209,20 @@ VL_ALWAYS_INLINE float vl_expf(float x) {
 /* Storage base pointer of a tensor (element 0 of its storage). */
 static inline char *vl_base(const vl_tensor *t) { return (char *)t->storage->data; }
 
+/* C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C in float32, with
+   cblas_sgemm's row-major contract (lda/ldb/ldc are row strides; ta/tb
+   transpose), except that beta == 0 never reads C (it may hold NaN bits)
+   and sizes are int64. ops/gemm.c: its own AVX-512 / AVX2 kernels where
+   the CPU has them, OpenBLAS otherwise. Inside an OpenMP parallel region
+   it runs on the calling thread; outside, it threads big products itself. */
+void vl_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The kernel vl_sgemm runs here: "avx512", "avx2" or "openblas"
+   (VLUA_GEMM=blas or =avx2 in the environment forces one). */
+const char *vl_sgemm_kernel(void);
+/* Make vl_sgemm use kernel `name` ("avx512", "avx2", "openblas") from now
+   on; false if this CPU lacks it. For tests and benchmarks: not thread-safe
+   against concurrent products. */
+bool vl_sgemm_force(const char *name);
+
 #endif /* VL_INTERNAL_H */
