@@ -85,57 +85,60 @@ static inline void valid_range(int64_t off, int64_t s, int64_t W, int64_t OW, in
    (0 outside the image). col2im adds the columns back (img zeroed first).
    `par`: split the rows over threads. */
 #define DEFINE_IM2COL(T)                                                                        \
+  VL_CLONES static void im2col_row_##T(const geom *g, const T *restrict img, T *restrict row, int64_t r) { \
+    int64_t kk = g->kH * g->kW;                                                                 \
+    int64_t c = r / kk, kh = (r % kk) / g->kW, kw = r % g->kW;                                  \
+    const T *restrict plane = img + c * g->H * g->W;                                            \
+    int64_t woff = kw * g->dW - g->pL, lo, hi;                                                  \
+    valid_range(woff, g->sW, g->W, g->OW, &lo, &hi);                                            \
+    for (int64_t oh = 0; oh < g->OH; oh++) {                                                    \
+      int64_t ih = oh * g->sH - g->pT + kh * g->dH;                                             \
+      T *restrict dst = row + oh * g->OW;                                                       \
+      if (ih < 0 || ih >= g->H) {                                                               \
+        for (int64_t ow = 0; ow < g->OW; ow++) dst[ow] = 0;                                     \
+        continue;                                                                               \
+      }                                                                                         \
+      const T *restrict src = plane + ih * g->W + woff;                                         \
+      for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                                          \
+      if (g->sW == 1) {                                                                         \
+        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow];                                 \
+      } else {                                                                                  \
+        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sW];                         \
+      }                                                                                         \
+      for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;                                      \
+    }                                                                                           \
+  }                                                                                             \
   static void im2col_##T(const geom *g, const T *restrict img, T *restrict col, bool par) {     \
-    int64_t rows = g_K(g), L = g_L(g), kk = g->kH * g->kW;                                      \
+    int64_t rows = g_K(g), L = g_L(g);                                                          \
     _Pragma("omp parallel for if (par) schedule(static)")                                      \
-    for (int64_t r = 0; r < rows; r++) {                                                        \
-      int64_t c = r / kk, kh = (r % kk) / g->kW, kw = r % g->kW;                                \
-      const T *restrict plane = img + c * g->H * g->W;                                          \
-      T *restrict row = col + r * L;                                                            \
+    for (int64_t r = 0; r < rows; r++) im2col_row_##T(g, img, col + r * L, r);                  \
+  }                                                                                             \
+  VL_CLONES static void col2im_plane_##T(const geom *g, const T *restrict col, T *restrict plane,    \
+                                         int64_t c) {                                           \
+    int64_t L = g_L(g), kk = g->kH * g->kW, HW = g->H * g->W;                                   \
+    for (int64_t i = 0; i < HW; i++) plane[i] = 0;                                              \
+    for (int64_t k = 0; k < kk; k++) {                                                          \
+      int64_t kh = k / g->kW, kw = k % g->kW;                                                   \
+      const T *restrict row = col + (c * kk + k) * L;                                           \
       int64_t woff = kw * g->dW - g->pL, lo, hi;                                                \
       valid_range(woff, g->sW, g->W, g->OW, &lo, &hi);                                          \
       for (int64_t oh = 0; oh < g->OH; oh++) {                                                  \
         int64_t ih = oh * g->sH - g->pT + kh * g->dH;                                           \
-        T *restrict dst = row + oh * g->OW;                                                     \
-        if (ih < 0 || ih >= g->H) {                                                             \
-          for (int64_t ow = 0; ow < g->OW; ow++) dst[ow] = 0;                                   \
-          continue;                                                                             \
-        }                                                                                       \
-        const T *restrict src = plane + ih * g->W + woff;                                       \
-        for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                                        \
+        if (ih < 0 || ih >= g->H) continue;                                                     \
+        T *restrict dst = plane + ih * g->W + woff;                                             \
+        const T *restrict src = row + oh * g->OW;                                               \
         if (g->sW == 1) {                                                                       \
-          if (hi > lo) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));               \
+          for (int64_t ow = lo; ow < hi; ow++) dst[ow] += src[ow];                              \
         } else {                                                                                \
-          for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sW];                       \
+          for (int64_t ow = lo; ow < hi; ow++) dst[ow * g->sW] += src[ow];                      \
         }                                                                                       \
-        for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;                                    \
       }                                                                                         \
     }                                                                                           \
   }                                                                                             \
   static void col2im_##T(const geom *g, const T *restrict col, T *restrict img, bool par) {     \
-    int64_t L = g_L(g), kk = g->kH * g->kW, HW = g->H * g->W;                                   \
+    int64_t HW = g->H * g->W;                                                                   \
     _Pragma("omp parallel for if (par) schedule(static)")                                      \
-    for (int64_t c = 0; c < g->Ci; c++) {                                                       \
-      T *restrict plane = img + c * HW;                                                         \
-      for (int64_t i = 0; i < HW; i++) plane[i] = 0;                                            \
-      for (int64_t k = 0; k < kk; k++) {                                                        \
-        int64_t kh = k / g->kW, kw = k % g->kW;                                                 \
-        const T *restrict row = col + (c * kk + k) * L;                                         \
-        int64_t woff = kw * g->dW - g->pL, lo, hi;                                              \
-        valid_range(woff, g->sW, g->W, g->OW, &lo, &hi);                                        \
-        for (int64_t oh = 0; oh < g->OH; oh++) {                                                \
-          int64_t ih = oh * g->sH - g->pT + kh * g->dH;                                         \
-          if (ih < 0 || ih >= g->H) continue;                                                   \
-          T *restrict dst = plane + ih * g->W + woff;                                           \
-          const T *restrict src = row + oh * g->OW;                                             \
-          if (g->sW == 1) {                                                                     \
-            for (int64_t ow = lo; ow < hi; ow++) dst[ow] += src[ow];                            \
-          } else {                                                                              \
-            for (int64_t ow = lo; ow < hi; ow++) dst[ow * g->sW] += src[ow];                    \
-          }                                                                                     \
-        }                                                                                       \
-      }                                                                                         \
-    }                                                                                           \
+    for (int64_t c = 0; c < g->Ci; c++) col2im_plane_##T(g, col, img + c * HW, c);              \
   }
 
 DEFINE_IM2COL(float)
@@ -1015,6 +1018,45 @@ typedef struct pool_geom {
     }                                                                                                    \
   }
 
+/* The common 2x2, stride 2 window without padding, in float32: one plane,
+   windows wholly inside it. Same choice as the general loop (the first
+   maximum, or the last NaN), written branch-free so it vectorises. */
+VL_CLONES static void maxpool2x2_plane_f32(const float *restrict xp, int64_t W, int64_t OH, int64_t OW,
+                                           float *restrict y, int64_t *restrict ind) {
+  for (int64_t oh = 0; oh < OH; oh++) {
+    const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+    float *yo = y + oh * OW;
+    int64_t *io = ind + oh * OW, base = 2 * oh * W;
+    for (int64_t ow = 0; ow < OW; ow++) {
+      float m = r0[2 * ow], v;
+      int64_t k = base + 2 * ow;
+      v = r0[2 * ow + 1];
+      bool t = v > m || v != v;
+      m = t ? v : m, k = t ? base + 2 * ow + 1 : k;
+      v = r1[2 * ow];
+      t = v > m || v != v;
+      m = t ? v : m, k = t ? base + W + 2 * ow : k;
+      v = r1[2 * ow + 1];
+      t = v > m || v != v;
+      m = t ? v : m, k = t ? base + W + 2 * ow + 1 : k;
+      yo[ow] = m;
+      io[ow] = k;
+    }
+  }
+}
+
+static bool maxpool_is_2x2(const pool_geom *p) {
+  return p->kH == 2 && p->kW == 2 && p->sH == 2 && p->sW == 2 && p->pH == 0 && p->pW == 0 && p->dH == 1 &&
+         p->dW == 1 && 2 * p->OH <= p->H && 2 * p->OW <= p->W;
+}
+
+static void maxpool2x2_f32(const pool_geom *p, const float *x, float *y, int64_t *ind) {
+  int64_t HW = p->H * p->W, OHW = p->OH * p->OW;
+#pragma omp parallel for if (p->planes * HW > VL_PARALLEL_GRAIN) schedule(static)
+  for (int64_t pl = 0; pl < p->planes; pl++)
+    maxpool2x2_plane_f32(x + pl * HW, p->W, p->OH, p->OW, y + pl * OHW, ind + pl * OHW);
+}
+
 /* The value of a window that holds no element (padding and dilation can
    make one): -inf like PyTorch, the lowest value for integers. */
 #define MAXPOOL_EMPTY_maxpool_f32 (-INFINITY)
@@ -1080,7 +1122,12 @@ static vl_tensor *max_pool_batched(const vl_tensor *x, const void *vargs) {
     void *yp = vl_data_ptr(y);
     int64_t *ip = vl_data_ptr(ind);
     switch (dt) {
-      case VL_FLOAT32: maxpool_f32(&p, xp, yp, ip); break;
+      case VL_FLOAT32:
+        if (maxpool_is_2x2(&p))
+          maxpool2x2_f32(&p, xp, yp, ip);
+        else
+          maxpool_f32(&p, xp, yp, ip);
+        break;
       case VL_FLOAT64: maxpool_f64(&p, xp, yp, ip); break;
       case VL_INT64: maxpool_i64(&p, xp, yp, ip); break;
       case VL_INT32: maxpool_i32(&p, xp, yp, ip); break;

@@ -42,13 +42,9 @@
 #endif
 
 /* The float32 kernels are compiled for AVX-512 and AVX2 (with FMA) too and
-   picked at load time (GNU ifunc): the exp family is compute-bound with
+   picked at load time (VL_CLONES): the exp family is compute-bound with
    SSE2 alone. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define EW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define EW_CLONES
-#endif
+#define EW_CLONES VL_CLONES
 
 /* ------------------------------------------------------------------ */
 /* The strided loop driver (elementwise.c)                              */

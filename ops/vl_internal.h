@@ -17,6 +17,17 @@
 #define VL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define VL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* A function compiled three times, for AVX-512, AVX2+FMA and baseline
+   x86-64, the copy picked at load time by the CPU (GNU ifunc). The build
+   targets baseline x86-64 (SSE2) so that it runs anywhere; hot loops that
+   the compiler vectorises carry this. OpenMP regions are outlined before
+   cloning, so put it on a function the parallel loop calls. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VL_CLONES
+#endif
+
 /* Loops shorter than this run on one thread: forking costs more. */
 #define VL_PARALLEL_GRAIN 32768
 
