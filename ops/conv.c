@@ -39,6 +39,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "autograd.h"
 #include "vl_internal.h"
@@ -1018,31 +1021,75 @@ typedef struct pool_geom {
     }                                                                                                    \
   }
 
-/* The common 2x2, stride 2 window without padding, in float32: one plane,
-   windows wholly inside it. Same choice as the general loop (the first
-   maximum, or the last NaN), written branch-free so it vectorises. */
-VL_CLONES static void maxpool2x2_plane_f32(const float *restrict xp, int64_t W, int64_t OH, int64_t OW,
-                                           float *restrict y, int64_t *restrict ind) {
-  for (int64_t oh = 0; oh < OH; oh++) {
-    const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
-    float *yo = y + oh * OW;
-    int64_t *io = ind + oh * OW, base = 2 * oh * W;
-    for (int64_t ow = 0; ow < OW; ow++) {
-      float m = r0[2 * ow], v;
-      int64_t k = base + 2 * ow;
-      v = r0[2 * ow + 1];
-      bool t = v > m || v != v;
-      m = t ? v : m, k = t ? base + 2 * ow + 1 : k;
-      v = r1[2 * ow];
-      t = v > m || v != v;
-      m = t ? v : m, k = t ? base + W + 2 * ow : k;
-      v = r1[2 * ow + 1];
-      t = v > m || v != v;
-      m = t ? v : m, k = t ? base + W + 2 * ow + 1 : k;
-      yo[ow] = m;
-      io[ow] = k;
+/* The common 2x2, stride 2 window without padding, in float32: one output
+   row from input rows r0, r1 (r1 = r0 + W). Same choice as the general
+   loop: the first maximum, or the last NaN. */
+static inline void maxpool2x2_scalar(const float *r0, const float *r1, int64_t W, int64_t base, int64_t ow0,
+                                     int64_t OW, float *yo, int64_t *io) {
+  for (int64_t ow = ow0; ow < OW; ow++) {
+    const float c[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+    const int64_t at[4] = {0, 1, W, W + 1};
+    int best = 0;
+    for (int q = 1; q < 4; q++)
+      if (c[q] > c[best] || c[q] != c[q]) best = q;
+    yo[ow] = c[best];
+    io[ow] = base + 2 * ow + at[best];
+  }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define VL_POOL_AVX512 1
+/* Sixteen outputs at a time: de-interleave even/odd columns of both rows,
+   then three masked compare-and-select steps (NaN counts as greater). */
+__attribute__((target("avx512f"))) static void maxpool2x2_row_avx512(const float *r0, const float *r1, int64_t W,
+                                                                      int64_t base, int64_t OW, float *yo,
+                                                                      int64_t *io) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i two_j = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  for (int64_t ow = 0; ow < OW; ow += 16) {
+    /* a short or last chunk loads and stores under masks */
+    int64_t n = VL_MIN((int64_t)16, OW - ow);
+    __mmask16 lo = (__mmask16)(n >= 8 ? 0xFFFF : (1u << (2 * n)) - 1);
+    __mmask16 hi = (__mmask16)(n <= 8 ? 0 : n == 16 ? 0xFFFF : (1u << (2 * n - 16)) - 1);
+    __mmask16 out = (__mmask16)(n == 16 ? 0xFFFF : (1u << n) - 1);
+    __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * ow), a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * ow + 16);
+    __m512 b0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * ow), b1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * ow + 16);
+    __m512 cand[3] = {_mm512_permutex2var_ps(a0, odd, a1), _mm512_permutex2var_ps(b0, even, b1),
+                      _mm512_permutex2var_ps(b0, odd, b1)};
+    __m512 m = _mm512_permutex2var_ps(a0, even, a1);
+    __m512i sel = _mm512_setzero_si512();
+    for (int q = 0; q < 3; q++) {
+      __mmask16 t = _mm512_cmp_ps_mask(cand[q], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(cand[q], cand[q], _CMP_UNORD_Q);
+      m = _mm512_mask_mov_ps(m, t, cand[q]);
+      sel = _mm512_mask_mov_epi32(sel, t, _mm512_set1_epi32(q + 1));
+    }
+    _mm512_mask_storeu_ps(yo + ow, out, m);
+    for (int h = 0; h < 2; h++) { /* int64 indices, eight at a time */
+      __m512i s = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sel, h));
+      __m512i idx = _mm512_add_epi64(_mm512_set1_epi64(base + 2 * (ow + 8 * h)), two_j);
+      idx = _mm512_add_epi64(idx, _mm512_and_si512(s, _mm512_set1_epi64(1)));
+      __mmask8 lower = _mm512_cmpge_epi64_mask(s, _mm512_set1_epi64(2));
+      idx = _mm512_mask_add_epi64(idx, lower, idx, _mm512_set1_epi64(W));
+      _mm512_mask_storeu_epi64(io + ow + 8 * h, (__mmask8)(out >> (8 * h)), idx);
     }
   }
+}
+#endif
+
+static void maxpool2x2_plane_f32(const float *xp, int64_t W, int64_t OH, int64_t OW, float *y, int64_t *ind,
+                                 bool avx512) {
+  for (int64_t oh = 0; oh < OH; oh++) {
+    const float *r0 = xp + 2 * oh * W;
+#ifdef VL_POOL_AVX512
+    if (avx512) {
+      maxpool2x2_row_avx512(r0, r0 + W, W, 2 * oh * W, OW, y + oh * OW, ind + oh * OW);
+      continue;
+    }
+#endif
+    maxpool2x2_scalar(r0, r0 + W, W, 2 * oh * W, 0, OW, y + oh * OW, ind + oh * OW);
+  }
+  VL_UNUSED(avx512);
 }
 
 static bool maxpool_is_2x2(const pool_geom *p) {
@@ -1052,9 +1099,13 @@ static bool maxpool_is_2x2(const pool_geom *p) {
 
 static void maxpool2x2_f32(const pool_geom *p, const float *x, float *y, int64_t *ind) {
   int64_t HW = p->H * p->W, OHW = p->OH * p->OW;
+  bool avx512 = false;
+#ifdef VL_POOL_AVX512
+  avx512 = __builtin_cpu_supports("avx512f");
+#endif
 #pragma omp parallel for if (p->planes * HW > VL_PARALLEL_GRAIN) schedule(static)
   for (int64_t pl = 0; pl < p->planes; pl++)
-    maxpool2x2_plane_f32(x + pl * HW, p->W, p->OH, p->OW, y + pl * OHW, ind + pl * OHW);
+    maxpool2x2_plane_f32(x + pl * HW, p->W, p->OH, p->OW, y + pl * OHW, ind + pl * OHW, avx512);
 }
 
 /* The value of a window that holds no element (padding and dilation can

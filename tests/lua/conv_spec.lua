@@ -278,6 +278,23 @@ describe("conv layouts and dtypes", function()
     assert.are.equal(2, i:item())
   end)
 
+  it("max_pool2d 2x2/stride 2 in float32 (its own fast path) agrees with the general loop", function()
+    -- float64 runs the general window loop; ties (values rounded to halves)
+    -- must pick the first maximum, NaN the last NaN, odd sizes drop the edge
+    for _, shape in ipairs { { 2, 3, 9, 41 }, { 1, 1, 28, 28 }, { 1, 2, 5, 3 }, { 1, 1, 2, 66 } } do
+      local x = (vl.randn(shape, { dtype = "float64" }) * 2):floor() / 2
+      x = vl.where(vl.rand(shape, { dtype = "float64" }):lt(0.05), 0 / 0, x)
+      local v64, i64 = vl.max_pool2d(x, 2, { return_indices = true })
+      local v32, i32 = vl.max_pool2d(x:float(), 2, { return_indices = true })
+      assert.are.same(i64:totable(), i32:totable())
+      -- NaN where the general loop has NaN (x ~= x), equal values elsewhere
+      local nan64, nan32 = v64:ne(v64), v32:ne(v32)
+      assert.are.same(nan64:totable(), nan32:totable())
+      assert.are.same(vl.where(nan64, 0, v64):float():totable(), vl.where(nan32, 0, v32):totable())
+      assert.is_true(nan64:sum():item() > 0 or shape[4] < 10)
+    end
+  end)
+
   it("unbatched inputs give unbatched results", function()
     local x, w, b = inputs(case)
     local y = vl.conv2d(x:select(1, 2), w, b, case.opts)
