@@ -134,7 +134,7 @@ EW_INLINE float ew_gelu_tanhf(float x) {
    taken as expf(hi) * (1 + lo), so the negative tail keeps its relative
    accuracy; Phi(x) = 1 - erfc/2 for x >= 0 has no cancellation to fear. */
 #define EW_GELU_EXP_FLOOR (-200.0) /* exp below this is 0 in float32 */
-EW_INLINE float ew_geluf(float x) {
+EW_INLINE float ew_normal_cdff(float x) {
   float z = fabsf(x) * (float)M_SQRT1_2;
   float tf = 1.0f / (1.0f + 0.5f * z);
   float c = 0.17087277f;
@@ -153,8 +153,16 @@ EW_INLINE float ew_geluf(float x) {
   float hi = (float)arg;
   float lo = (float)(arg - (double)hi);
   float erfc_z = tf * (vl_expf(hi) * (1.0f + lo));
-  float phi = x < 0.0f ? 0.5f * erfc_z : 1.0f - 0.5f * erfc_z;
-  return x * phi;
+  return x < 0.0f ? 0.5f * erfc_z : 1.0f - 0.5f * erfc_z;
+}
+
+EW_INLINE float ew_geluf(float x) { return x * ew_normal_cdff(x); }
+
+/* d/dx of x * Phi(x) in float32: Phi(x) + x * phi(x), both vectorised
+   (the double form below goes through libm's erfc and exp per element). */
+EW_INLINE float ew_gelu_gradf(float x) {
+  float e = vl_expf(fmaxf(-0.5f * x * x, (float)EW_GELU_EXP_FLOOR));
+  return ew_normal_cdff(x) + x * e * 0.39894228040143267794f;
 }
 
 static inline double ew_sigmoid(double x) {
@@ -752,7 +760,7 @@ EW_CLONES static void gr_f32(int64_t n, char *const *p, const int64_t *s, const 
     case VL_TANH: GR_LOOP(float, g * (1.0f - u * u)); break;
     case VL_SIGMOID: GR_LOOP(float, g * u * (1.0f - u)); break;
     case VL_RELU: GR_LOOP(float, u > 0.0f ? g : 0.0f); break;
-    case VL_GELU: GR_LOOP(float, g * (float)gr_gelu(u)); break;
+    case VL_GELU: GR_LOOP(float, g * ew_gelu_gradf(u)); break;
     case VL_GELU_TANH: GR_LOOP(float, g * (float)gr_gelu_tanh(u)); break;
     case VL_SILU: GR_LOOP(float, g * (ew_sigmoidf(u) * (1.0f + u * (1.0f - ew_sigmoidf(u))))); break;
     case VL_SOFTPLUS: GR_LOOP(float, beta * u > thr ? g : g * ew_sigmoidf(beta * u)); break;
