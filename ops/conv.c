@@ -1039,6 +1039,19 @@ static inline void maxpool2x2_scalar(const float *r0, const float *r1, int64_t W
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define VL_POOL_AVX512 1
+/* Flat indices of eight windows from their choices (0..3: which of
+   r0[2j], r0[2j+1], r1[2j], r1[2j+1]); `first` is window 0's r0[2j]. */
+__attribute__((target("avx512f"))) static inline void maxpool2x2_index8(__m256i sel32, int64_t first, int64_t W,
+                                                                         int64_t *io, __mmask8 keep) {
+  const __m512i two_j = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  __m512i s = _mm512_cvtepi32_epi64(sel32);
+  __m512i idx = _mm512_add_epi64(_mm512_set1_epi64(first), two_j);
+  idx = _mm512_add_epi64(idx, _mm512_and_si512(s, _mm512_set1_epi64(1)));
+  __mmask8 lower = _mm512_cmpge_epi64_mask(s, _mm512_set1_epi64(2));
+  idx = _mm512_mask_add_epi64(idx, lower, idx, _mm512_set1_epi64(W));
+  _mm512_mask_storeu_epi64(io, keep, idx);
+}
+
 /* Sixteen outputs at a time: de-interleave even/odd columns of both rows,
    then three masked compare-and-select steps (NaN counts as greater). */
 __attribute__((target("avx512f"))) static void maxpool2x2_row_avx512(const float *r0, const float *r1, int64_t W,
@@ -1046,7 +1059,6 @@ __attribute__((target("avx512f"))) static void maxpool2x2_row_avx512(const float
                                                                       int64_t *io) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i two_j = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
   for (int64_t ow = 0; ow < OW; ow += 16) {
     /* a short or last chunk loads and stores under masks */
     int64_t n = VL_MIN((int64_t)16, OW - ow);
@@ -1065,14 +1077,9 @@ __attribute__((target("avx512f"))) static void maxpool2x2_row_avx512(const float
       sel = _mm512_mask_mov_epi32(sel, t, _mm512_set1_epi32(q + 1));
     }
     _mm512_mask_storeu_ps(yo + ow, out, m);
-    for (int h = 0; h < 2; h++) { /* int64 indices, eight at a time */
-      __m512i s = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sel, h));
-      __m512i idx = _mm512_add_epi64(_mm512_set1_epi64(base + 2 * (ow + 8 * h)), two_j);
-      idx = _mm512_add_epi64(idx, _mm512_and_si512(s, _mm512_set1_epi64(1)));
-      __mmask8 lower = _mm512_cmpge_epi64_mask(s, _mm512_set1_epi64(2));
-      idx = _mm512_mask_add_epi64(idx, lower, idx, _mm512_set1_epi64(W));
-      _mm512_mask_storeu_epi64(io + ow + 8 * h, (__mmask8)(out >> (8 * h)), idx);
-    }
+    /* int64 indices, eight at a time (the extract needs a constant half) */
+    maxpool2x2_index8(_mm512_extracti64x4_epi64(sel, 0), base + 2 * ow, W, io + ow, (__mmask8)out);
+    maxpool2x2_index8(_mm512_extracti64x4_epi64(sel, 1), base + 2 * ow + 16, W, io + ow + 8, (__mmask8)(out >> 8));
   }
 }
 #endif
