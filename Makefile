@@ -142,7 +142,7 @@ clean:
 	rm -rf build build-asan build-*
 
 # man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
-MAN_PARTS := tensor elementwise reduce linalg index random conv nn nn_lua optim io
+MAN_PARTS := tensor elementwise reduce linalg index random conv interpolate nn attention nn_lua transformer vit optim io
 .PHONY: man
 man:
 	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

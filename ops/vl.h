@@ -548,4 +548,52 @@ vl_tensor *vl_kl_div(const vl_tensor *input, const vl_tensor *target, vl_reducti
 /* sum over dim of (a / max(|a|, eps)) * (b / max(|b|, eps)); a, b broadcast. */
 vl_tensor *vl_cosine_similarity(const vl_tensor *a, const vl_tensor *b, int dim, double eps);
 
+/* ------------------------------------------------------------------ */
+/* Interpolation (ops/interpolate.c)                                    */
+/* ------------------------------------------------------------------ */
+
+/* torch.nn.functional.interpolate of PyTorch 1.13. */
+typedef enum vl_interp_mode {
+  VL_INTERP_NEAREST,   /* legacy nearest: src = floor(dst * scale); [N,C,L] or [N,C,H,W] */
+  VL_INTERP_LINEAR,    /* [N,C,L] (or unbatched [C,L]) */
+  VL_INTERP_BILINEAR,  /* [N,C,H,W] (or unbatched [C,H,W]) */
+  VL_INTERP_BICUBIC,   /* same; A = -0.75, source indices clamped to the border */
+  VL_INTERP_AREA       /* adaptive average pooling to the output size; [N,C,L] or [N,C,H,W] */
+} vl_interp_mode;
+/* "nearest", "linear", "bilinear", "bicubic", "area" (VL_EARG otherwise). */
+int vl_interp_mode_from_name(const char *name, vl_interp_mode *out);
+const char *vl_interp_mode_name(vl_interp_mode m);
+/* Exactly one of size (output sizes) and scale_factor is non-NULL; it
+   has n entries: one per spatial dim, or 1 for all. With scale_factor the
+   output size is floor(in * s) and the coordinates map through 1/s
+   (recompute_scale_factor: through in/out). align_corners (linear,
+   bilinear, bicubic only) maps corner to corner: scale (in-1)/(out-1).
+   float32/float64 (float16/bfloat16 computed in float32); records autograd. */
+vl_tensor *vl_interpolate(const vl_tensor *x, vl_interp_mode mode, int n, const int64_t *size,
+                          const double *scale_factor, bool align_corners, bool recompute_scale_factor);
+
+/* ------------------------------------------------------------------ */
+/* Attention (ops/attention.c)                                         */
+/* ------------------------------------------------------------------ */
+
+/* out = dropout(softmax(q k^T * scale + mask)) v for q [B,H,Lq,d],
+   k [B,H,Lk,d], v [B,H,Lk,dv] -> [B,H,Lq,dv] (3-d [B,L,d] inputs: H = 1,
+   3-d result). Any strides; q, k, v share one float dtype (float16 and
+   bfloat16 computed in float32). Fused and tiled (flash-attention): the
+   Lq x Lk matrix is never stored. mask (may be NULL): bool (true = may
+   attend) or an additive float mask, broadcastable to [B,H,Lq,Lk]
+   ([B,Lq,Lk] for 3-d inputs); no gradient flows to it. causal: query i
+   attends keys j <= i (top-left aligned, as PyTorch's is_causal); may be
+   combined with mask. A query whose keys are all masked gives a 0 row.
+   scale: NAN for 1/sqrt(d). dropout p in [0, 1] drops probabilities with
+   the vl generator (vl_manual_seed) — always, when p > 0. Records
+   autograd for q, k, v. */
+vl_tensor *vl_attention(const vl_tensor *q, const vl_tensor *k, const vl_tensor *v, const vl_tensor *mask,
+                        bool causal, double scale, double dropout);
+/* The same (same numbers, same gradients, same dropout draws), and the
+   attention weights [B,H,Lq,Lk] (after dropout: what multiplies v; no
+   gradient) from a non-tiled path that stores the whole Lq x Lk matrix. */
+int vl_attention_weights(const vl_tensor *q, const vl_tensor *k, const vl_tensor *v, const vl_tensor *mask,
+                         bool causal, double scale, double dropout, vl_tensor **out, vl_tensor **weights);
+
 #endif /* VL_H */

@@ -92,5 +92,7 @@ void vlua_open_autograd(lua_State *L);
 void vlua_open_conv(lua_State *L);
 void vlua_open_io(lua_State *L);
 void vlua_open_nn(lua_State *L);
+void vlua_open_interpolate(lua_State *L);
+void vlua_open_attention(lua_State *L);
 
 #endif /* VLUA_BIND_H */

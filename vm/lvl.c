@@ -81,6 +81,8 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_conv(L);
   vlua_open_io(L);
   vlua_open_nn(L);
+  vlua_open_interpolate(L);
+  vlua_open_attention(L);
 
   lua_pushliteral(L, VL_VERSION);
   lua_setfield(L, -2, "version");

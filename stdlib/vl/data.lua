@@ -437,38 +437,19 @@ function F.pad(x, p, fill)
   return out
 end
 
--- Bilinear interpolation matrix [out, n] (align_corners = false, as PyTorch).
-local function interp_matrix(n, out, dtype)
-  local m = {}
-  local scale = n / out
-  for i = 0, out - 1 do
-    local row = {}
-    for k = 1, n do row[k] = 0 end
-    local src = max((i + 0.5) * scale - 0.5, 0)
-    local i0 = floor(src)
-    if i0 > n - 1 then i0 = n - 1 end
-    local i1 = i0 < n - 1 and i0 + 1 or i0
-    local l1 = src - i0
-    row[i0 + 1] = row[i0 + 1] + (1 - l1)
-    row[i1 + 1] = row[i1 + 1] + l1
-    m[i + 1] = row
-  end
-  return vl.tensor(m, { dtype = dtype })
-end
-
 -- resize(x, {h, w}): bilinear, as torch.nn.functional.interpolate(mode =
--- "bilinear", align_corners = false) without antialiasing.
+-- "bilinear", align_corners = false) without antialiasing; any leading dims.
 function F.resize(x, size)
   check_image(x, "resize")
   local oh, ow = size2(size, "resize")
-  local H, W = x:size(-2), x:size(-1)
-  local dt = (x.dtype == "float64") and "float64" or "float32"
-  local xf = x.dtype == dt and x or x:to(dt)
-  local y = xf
-  if oh ~= H then y = vl.matmul(interp_matrix(H, oh, dt), y) end
-  if ow ~= W then y = vl.matmul(y, interp_matrix(W, ow, dt):t()) end
-  if y == xf then y = xf:clone() end
-  return dt == x.dtype and y or y:to(x.dtype)
+  local shape = x:size()
+  local nd = #shape
+  local lead = 1
+  for i = 1, nd - 3 do lead = lead * shape[i] end
+  local y = vl.interpolate(x:reshape({ lead, shape[nd - 2], shape[nd - 1], shape[nd] }),
+                           { size = { oh, ow }, mode = "bilinear" })
+  shape[nd - 1], shape[nd] = oh, ow
+  return y:view(shape)
 end
 
 -- Grayscale [..., 1, H, W] (ITU-R 601-2 luma, as torchvision).
