@@ -293,6 +293,10 @@ vl_tensor *vl_cumsum(const vl_tensor *t, int dim);
 /* ------------------------------------------------------------------ */
 
 vl_tensor *vl_matmul(const vl_tensor *a, const vl_tensor *b);  /* 1-D, 2-D, batched, broadcast */
+/* The float32 GEMM kernel in use: "avx512", "avx2" (vlua's own, chosen by
+   CPU features) or "openblas"; VLUA_GEMM=blas|avx2 in the environment
+   forces one (ops/gemm.c). */
+const char *vl_sgemm_kernel(void);
 vl_tensor *vl_mm(const vl_tensor *a, const vl_tensor *b);      /* 2-D only */
 vl_tensor *vl_bmm(const vl_tensor *a, const vl_tensor *b);     /* 3-D only */
 /* beta * c + alpha * (a @ b); c broadcasts to the result. */

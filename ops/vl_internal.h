@@ -228,9 +228,6 @@ static inline char *vl_base(const vl_tensor *t) { return (char *)t->storage->dat
    it runs on the calling thread; outside, it threads big products itself. */
 void vl_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* The kernel vl_sgemm runs here: "avx512", "avx2" or "openblas"
-   (VLUA_GEMM=blas or =avx2 in the environment forces one). */
-const char *vl_sgemm_kernel(void);
 /* Make vl_sgemm use kernel `name` ("avx512", "avx2", "openblas") from now
    on; false if this CPU lacks it. For tests and benchmarks: not thread-safe
    against concurrent products. */

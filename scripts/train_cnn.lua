@@ -215,7 +215,8 @@ end
 -- convolutions are GEMMs). The core is chosen when the library loads, so a
 -- script cannot change it: say so when it is likely.
 function M.blas_hint()
-  if os.getenv("OPENBLAS_CORETYPE") then return nil end
+  -- float32 products run on vlua's own kernels unless the CPU lacks AVX2
+  if vl.gemm_kernel() ~= "openblas" or os.getenv("OPENBLAS_CORETYPE") then return nil end
   local f = io.open("/proc/cpuinfo", "r")
   if not f then return nil end
   local info = f:read("a")
@@ -226,7 +227,7 @@ function M.blas_hint()
   -- Intel family 6 models after Ice Lake (0x6a, 0x6c) that 0.3.21 lacks: Sapphire/Emerald Rapids and later
   if family == 6 and model and model >= 0x8f and flags:find("avx512f", 1, true) then
     return "note: Debian's OpenBLAS may not know this CPU and use its slow SSE3 (Prescott) kernels; " ..
-        "OPENBLAS_CORETYPE=SkylakeX makes the convolutions several times faster (check: OPENBLAS_VERBOSE=2)"
+        "OPENBLAS_CORETYPE=SkylakeX makes the float32 products faster (check: OPENBLAS_VERBOSE=2)"
   end
   return nil
 end

@@ -734,6 +734,11 @@ static int l_get_num_threads(lua_State *L) {
   return 1;
 }
 
+static int l_gemm_kernel(lua_State *L) {
+  lua_pushstring(L, vl_sgemm_kernel());
+  return 1;
+}
+
 static const vlua_Reg tensor_regs[] = {
     {"tensor", l_tensor, VLUA_FUNC, "vl.tensor(data, {dtype}) -> Tensor -- from nested tables, a number or a tensor (copied)"},
     {"zeros", l_zeros, VLUA_FUNC, "vl.zeros(shape..., {dtype}) -> Tensor -- filled with 0 (float32 by default)"},
@@ -795,6 +800,8 @@ static const vlua_Reg tensor_regs[] = {
     {"memory_in_use", l_memory_in_use, VLUA_FUNC, "vl.memory_in_use() -> integer -- bytes held by live tensors"},
     {"set_num_threads", l_set_num_threads, VLUA_FUNC, "vl.set_num_threads(n) -- threads for OpenMP and OpenBLAS"},
     {"get_num_threads", l_get_num_threads, VLUA_FUNC, "vl.get_num_threads() -> integer"},
+    {"gemm_kernel", l_gemm_kernel, VLUA_FUNC,
+     "vl.gemm_kernel() -> string -- the float32 matrix-multiply kernel: \"avx512\", \"avx2\" or \"openblas\""},
     {NULL, NULL, 0, NULL}};
 
 /* Creates the tensor metatable; vl table and registry entries exist. */

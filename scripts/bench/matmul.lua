@@ -4,7 +4,10 @@
 -- prints GFLOP/s of vl.matmul, of raw cblas_sgemm (limits.c: the best of a
 -- plain loop, one GEMM per thread, and one folded GEMM for a shared b) and
 -- of NumPy's np.matmul (/usr/bin/python3, same thread count), with the
--- ratios. Goal: vlua >= 0.95 of raw OpenBLAS. Run: build/vlua scripts/bench/matmul.lua
+-- ratios. Goal: vlua >= 0.95 of raw OpenBLAS. vl.matmul runs vlua's own
+-- AVX-512/AVX2 kernels (ops/gemm.c) where the CPU has them: run with
+-- VLUA_GEMM=blas to time its OpenBLAS path instead.
+-- Run: build/vlua scripts/bench/matmul.lua
 local vl = require "vl"
 local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "lib/bench.lua")
 
@@ -69,6 +72,7 @@ for round = 1, ROUNDS do
   end
 end
 os.remove(exe)
+print("vlua float32 GEMM kernel: " .. vl.gemm_kernel())
 print("OpenBLAS core: vlua/limits " .. (raw_core or "?") .. ", NumPy " .. (np_core or "n/a"))
 print()
 

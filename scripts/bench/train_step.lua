@@ -162,6 +162,7 @@ local function blas_core(cmd)
   end
   return "?"
 end
+print(fmt("vlua float32 GEMM kernel: %s (VLUA_GEMM=blas for OpenBLAS's)", vl.gemm_kernel()))
 print(fmt("OpenBLAS core: %s (vlua), %s (PyTorch)", blas_core(fmt("%q -e ''", arg[-1] or "build/vlua")),
   blas_core("/usr/bin/python3 -c 'import torch'")))
 local hint = train_cnn.blas_hint()

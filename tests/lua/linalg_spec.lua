@@ -322,3 +322,31 @@ describe("linalg: bad input", function()
     fails("tensor expected, got string", vl.dot, vl.ones(3), "x")
   end)
 end)
+
+describe("float32 GEMM kernels", function()
+  local VLUA = os.getenv("VLUA_BIN") or "build/vlua"
+  -- the same products through each kernel this CPU has, in child processes
+  -- (the kernel is chosen once per process)
+  local script = "local a = vl.arange(0, 37 * 29):float():reshape(37, 29):remainder(7) - 3; " ..
+      "local b = vl.arange(0, 29 * 41):float():reshape(29, 41):remainder(5) - 2; " ..
+      "io.write(vl.gemm_kernel(), ' ', a:matmul(b):sum():item(), ' ', a:t():contiguous():t():matmul(b:t():contiguous():t()):sum():item())"
+  local function run(env)
+    local p = assert(io.popen(env .. " " .. VLUA .. " -e \"" .. script .. "\""))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+
+  it("vl.gemm_kernel names the kernel, VLUA_GEMM forces one, and every kernel gives the same exact sums", function()
+    local k = vl.gemm_kernel()
+    assert.is_truthy(k == "avx512" or k == "avx2" or k == "openblas")
+    local blas = run("VLUA_GEMM=blas")
+    assert.are.equal("openblas", blas:match("^(%S+)"))
+    local mine = run("")
+    assert.are.equal(k, mine:match("^(%S+)"))
+    -- small integers: every summation order gives the same exact result
+    assert.are.equal(blas:match(" (.*)$"), mine:match(" (.*)$"))
+    local avx2 = run("VLUA_GEMM=avx2")
+    assert.are.equal(blas:match(" (.*)$"), avx2:match(" (.*)$"))
+  end)
+end)
