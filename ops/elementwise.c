@@ -161,7 +161,8 @@ EW_INLINE float ew_geluf(float x) { return x * ew_normal_cdff(x); }
 /* d/dx of x * Phi(x) in float32: Phi(x) + x * phi(x), both vectorised
    (the double form below goes through libm's erfc and exp per element). */
 EW_INLINE float ew_gelu_gradf(float x) {
-  float e = vl_expf(fmaxf(-0.5f * x * x, (float)EW_GELU_EXP_FLOOR));
+  float a = -0.5f * x * x;
+  float e = vl_expf(a < (float)EW_GELU_EXP_FLOOR ? (float)EW_GELU_EXP_FLOOR : a);
   return ew_normal_cdff(x) + x * e * 0.39894228040143267794f;
 }
 
