@@ -74,10 +74,15 @@ typedef void (*gemm_kernel)(int64_t kc, const float *a, const float *b, float *c
 typedef void (*gemm_gather)(const float *src, int64_t istep, int64_t kstep, int64_t n, int width, int64_t kc,
                             float *dst);
 
+/* The same for the valid rows x cols corner of an edge tile. */
+typedef void (*gemm_edge_kernel)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, float alpha,
+                                 float beta, int rows, int cols);
+
 typedef struct gemm_impl {
   const char *name;
   int mr, nr;
   gemm_kernel kernel;
+  gemm_edge_kernel edge; /* NULL: a full tile into scratch, then copied */
   gemm_gather gather;
 } gemm_impl;
 
@@ -105,21 +110,50 @@ typedef struct gemm_impl {
                                      _mm512_mul_ps(vb, _mm512_loadu_ps(c + (i)*ldc + 16))));      \
   }
 
+#define K512_BODY                                                                \
+  K512_DECL(0) K512_DECL(1) K512_DECL(2) K512_DECL(3) K512_DECL(4) K512_DECL(5)    \
+  K512_DECL(6) K512_DECL(7) K512_DECL(8) K512_DECL(9) K512_DECL(10) K512_DECL(11)  \
+  for (int64_t k = 0; k < kc; k++) {                                             \
+    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), av;              \
+    K512_ROW(0) K512_ROW(1) K512_ROW(2) K512_ROW(3) K512_ROW(4) K512_ROW(5)      \
+    K512_ROW(6) K512_ROW(7) K512_ROW(8) K512_ROW(9) K512_ROW(10) K512_ROW(11)    \
+    a += 12;                                                                     \
+    b += 32;                                                                     \
+  }                                                                              \
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+
 __attribute__((target("avx512f,fma"))) static void kernel_avx512(int64_t kc, const float *restrict a,
                                                                   const float *restrict b, float *restrict c,
                                                                   int64_t ldc, float alpha, float beta) {
-  K512_DECL(0) K512_DECL(1) K512_DECL(2) K512_DECL(3) K512_DECL(4) K512_DECL(5)
-  K512_DECL(6) K512_DECL(7) K512_DECL(8) K512_DECL(9) K512_DECL(10) K512_DECL(11)
-  for (int64_t k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), av;
-    K512_ROW(0) K512_ROW(1) K512_ROW(2) K512_ROW(3) K512_ROW(4) K512_ROW(5)
-    K512_ROW(6) K512_ROW(7) K512_ROW(8) K512_ROW(9) K512_ROW(10) K512_ROW(11)
-    a += 12;
-    b += 32;
-  }
-  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  K512_BODY
   K512_STORE(0) K512_STORE(1) K512_STORE(2) K512_STORE(3) K512_STORE(4) K512_STORE(5)
   K512_STORE(6) K512_STORE(7) K512_STORE(8) K512_STORE(9) K512_STORE(10) K512_STORE(11)
+}
+
+/* An edge tile: the first `rows` rows and `cols` columns, under masks
+   (tiny products such as attention's per-head blocks are mostly edges). */
+#define K512_STORE_MASKED(i)                                                                      \
+  if ((i) < rows) {                                                                               \
+    float *ci = c + (i)*ldc;                                                                      \
+    __m512 v0 = _mm512_mul_ps(va, c##i##_0), v1 = _mm512_mul_ps(va, c##i##_1);                     \
+    if (beta != 0) {                                                                              \
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);                                 \
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);                            \
+    }                                                                                             \
+    _mm512_mask_storeu_ps(ci, m0, v0);                                                            \
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);                                                       \
+  }
+
+__attribute__((target("avx512f,fma"))) static void kernel_avx512_edge(int64_t kc, const float *restrict a,
+                                                                       const float *restrict b, float *restrict c,
+                                                                       int64_t ldc, float alpha, float beta, int rows,
+                                                                       int cols) {
+  __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
+  __mmask16 m1 = (__mmask16)(cols <= 16 ? 0 : cols >= 32 ? 0xFFFF : (1u << (cols - 16)) - 1);
+  K512_BODY
+  K512_STORE_MASKED(0) K512_STORE_MASKED(1) K512_STORE_MASKED(2) K512_STORE_MASKED(3)
+  K512_STORE_MASKED(4) K512_STORE_MASKED(5) K512_STORE_MASKED(6) K512_STORE_MASKED(7)
+  K512_STORE_MASKED(8) K512_STORE_MASKED(9) K512_STORE_MASKED(10) K512_STORE_MASKED(11)
 }
 
 /* AVX2 + FMA: 6 rows x 16 columns = 12 ymm accumulators, 2 for B, 1 for A. */
@@ -189,8 +223,8 @@ __attribute__((target("avx2,fma"))) static void gather_avx2(const float *src, in
   }
 }
 
-static const gemm_impl impl_avx512 = {"avx512", 12, 32, kernel_avx512, gather_avx512};
-static const gemm_impl impl_avx2 = {"avx2", 6, 16, kernel_avx2, gather_avx2};
+static const gemm_impl impl_avx512 = {"avx512", 12, 32, kernel_avx512, kernel_avx512_edge, gather_avx512};
+static const gemm_impl impl_avx2 = {"avx2", 6, 16, kernel_avx2, NULL, gather_avx2};
 
 #endif /* VL_GEMM_X86 */
 
@@ -356,6 +390,10 @@ static bool gemm_block(const gemm_args *g, const gemm_impl *impl, int64_t m0, in
             float *c = g->c + (ic + ir) * g->ldc + (jc + jr);
             if (rows == mr && cols == nr) {
               impl->kernel(kc, apanel, bpanel, c, g->ldc, g->alpha, beta);
+              continue;
+            }
+            if (impl->edge) {
+              impl->edge(kc, apanel, bpanel, c, g->ldc, g->alpha, beta, (int)rows, (int)cols);
               continue;
             }
             impl->kernel(kc, apanel, bpanel, tile, nr, 1.0f, 0.0f);
