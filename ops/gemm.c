@@ -67,10 +67,11 @@ typedef struct gemm_args {
 typedef void (*gemm_kernel)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, float alpha,
                             float beta);
 
-/* A gathering packer: dst[k*width + i] = src[k*kstep + i*istep] for
-   i < n (zeros for n <= i < width), k < kc. Packing a panel whose values
-   lie across rows (op(A) row-major, op(B) transposed) is a transpose;
-   hardware gathers do it several times faster than scalar loops. */
+/* A packer: dst[k*width + i] = src[k*kstep + i*istep] for i < n (zeros
+   for n <= i < width), k < kc. Packing a panel whose values lie across
+   rows (op(A) row-major, op(B) transposed) is a transpose; hardware
+   gathers do it several times faster than scalar loops. istep == 1 is a
+   plain (masked) vector copy. */
 typedef void (*gemm_gather)(const float *src, int64_t istep, int64_t kstep, int64_t n, int width, int64_t kc,
                             float *dst);
 
@@ -199,6 +200,11 @@ __attribute__((target("avx512f"))) static void gather_avx512(const float *src, i
     int64_t valid = VL_MAX((int64_t)0, VL_MIN((int64_t)lanes, n - i0));
     __mmask16 load = (__mmask16)((1u << valid) - 1), store = (__mmask16)((1u << lanes) - 1);
     const float *s = src + i0 * istep;
+    if (istep == 1) { /* contiguous: a masked load, no gather */
+      for (int64_t k = 0; k < kc; k++)
+        _mm512_mask_storeu_ps(dst + k * width + i0, store, _mm512_maskz_loadu_ps(load, s + k * kstep));
+      continue;
+    }
     for (int64_t k = 0; k < kc; k++) {
       __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), load, idx, s + k * kstep, 4);
       _mm512_mask_storeu_ps(dst + k * width + i0, store, v);
@@ -216,6 +222,11 @@ __attribute__((target("avx2,fma"))) static void gather_avx2(const float *src, in
     __m256 load = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), lane));
     __m256i store = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), lane);
     const float *s = src + i0 * istep;
+    if (istep == 1) { /* contiguous: a masked load, no gather */
+      for (int64_t k = 0; k < kc; k++)
+        _mm256_maskstore_ps(dst + k * width + i0, store, _mm256_maskload_ps(s + k * kstep, _mm256_castps_si256(load)));
+      continue;
+    }
     for (int64_t k = 0; k < kc; k++) {
       __m256 v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), s + k * kstep, idx, load, 4);
       _mm256_maskstore_ps(dst + k * width + i0, store, v);
@@ -290,7 +301,7 @@ static void pack_a(const gemm_args *g, const gemm_impl *impl, int64_t i0, int64_
   for (int64_t ip = 0; ip < mc; ip += mr) {
     int64_t rows = VL_MIN((int64_t)mr, mc - ip);
     const float *src = g->a + (i0 + ip) * g->ars + p0 * g->acs;
-    if (g->ars != 1 && fits_gather(g->ars, mr)) {
+    if (fits_gather(g->ars, mr)) {
       impl->gather(src, g->ars, g->acs, rows, mr, kc, dst);
     } else if (g->ars == 1) { /* op(A) column-major: a panel's k-th step is contiguous */
       for (int64_t k = 0; k < kc; k++) {
@@ -319,7 +330,7 @@ static void pack_b(const gemm_args *g, const gemm_impl *impl, int64_t p0, int64_
   for (int64_t jp = 0; jp < nc; jp += nr) {
     int64_t cols = VL_MIN((int64_t)nr, nc - jp);
     const float *src = g->b + p0 * g->brs + (j0 + jp) * g->bcs;
-    if (g->bcs != 1 && fits_gather(g->bcs, nr)) {
+    if (fits_gather(g->bcs, nr)) {
       impl->gather(src, g->bcs, g->brs, cols, nr, kc, dst);
     } else if (g->bcs == 1) { /* row-major op(B): each step copies a contiguous row piece */
       for (int64_t k = 0; k < kc; k++) {
