@@ -74,9 +74,11 @@ $(BUILD)/examples/embed: examples/embed.c $(BUILD)/libvlua.a
 setup:
 	@sh scripts/setup.sh
 
+# The main job: a small ViT learns Fashion-MNIST (scripts/train_vit.lua;
+# RUN_ARGS="--epochs 12 --threads 1" passes flags).
 run: setup
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/vlua examples/tour.lua
+	$(BUILD)/vlua scripts/train_vit.lua $(RUN_ARGS)
 
 test: setup
 	@$(MAKE) --no-print-directory all tests

@@ -8,7 +8,7 @@ PACKAGES="gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libreadline-d
 libcmocka-dev lua-busted libcjson-dev dataset-fashion-mnist"
 # Extra packages for `make bench` and `make fixtures` (peers and references).
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES="$PACKAGES python3-numpy python3-torch"
+  PACKAGES="$PACKAGES python3-numpy python3-torch python3-torchvision"
 fi
 
 missing=""
