@@ -303,14 +303,7 @@ static void pack_a(const gemm_args *g, const gemm_impl *impl, int64_t i0, int64_
     const float *src = g->a + (i0 + ip) * g->ars + p0 * g->acs;
     if (fits_gather(g->ars, mr)) {
       impl->gather(src, g->ars, g->acs, rows, mr, kc, dst);
-    } else if (g->ars == 1) { /* op(A) column-major: a panel's k-th step is contiguous */
-      for (int64_t k = 0; k < kc; k++) {
-        const float *s = src + k * g->acs;
-        float *d = dst + k * mr;
-        for (int64_t r = 0; r < rows; r++) d[r] = s[r];
-        for (int64_t r = rows; r < mr; r++) d[r] = 0;
-      }
-    } else {
+    } else { /* rows too far apart for int32 gather offsets */
       for (int64_t r = 0; r < rows; r++) {
         const float *s = src + r * g->ars;
         for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = s[k * g->acs];
@@ -332,14 +325,7 @@ static void pack_b(const gemm_args *g, const gemm_impl *impl, int64_t p0, int64_
     const float *src = g->b + p0 * g->brs + (j0 + jp) * g->bcs;
     if (fits_gather(g->bcs, nr)) {
       impl->gather(src, g->bcs, g->brs, cols, nr, kc, dst);
-    } else if (g->bcs == 1) { /* row-major op(B): each step copies a contiguous row piece */
-      for (int64_t k = 0; k < kc; k++) {
-        const float *s = src + k * g->brs;
-        float *d = dst + k * nr;
-        memcpy(d, s, (size_t)cols * sizeof(float));
-        for (int64_t c = cols; c < nr; c++) d[c] = 0;
-      }
-    } else { /* transposed: read down each column, which is contiguous */
+    } else { /* columns too far apart for int32 gather offsets: down each column */
       for (int64_t c = 0; c < cols; c++) {
         const float *s = src + c * g->bcs;
         for (int64_t k = 0; k < kc; k++) dst[k * nr + c] = s[k * g->brs];
