@@ -600,4 +600,63 @@ vl_tensor *vl_attention(const vl_tensor *q, const vl_tensor *k, const vl_tensor 
 int vl_attention_weights(const vl_tensor *q, const vl_tensor *k, const vl_tensor *v, const vl_tensor *mask,
                          bool causal, double scale, double dropout, vl_tensor **out, vl_tensor **weights);
 
+/* ------------------------------------------------------------------ */
+/* FFT (ops/fft.c)                                                      */
+/* ------------------------------------------------------------------ */
+
+/* torch.fft of PyTorch 1.13 along one dim. vl has no complex dtype: a
+   complex tensor is a float32/float64 tensor whose last dim has size 2
+   (real, imaginary), like torch.view_as_real. dim counts the dims before
+   that pair (negative from the end). n < 0: the input's length (irfft:
+   2 * (length - 1)); otherwise the input is trimmed or zero-padded to n.
+   Radix-2 for power-of-two n, Bluestein for any other; float64 inside,
+   output in the input's dtype (integer and bool inputs: float32; float16
+   and bfloat16 are refused); any strides. All record autograd. */
+typedef enum vl_fft_norm {
+  VL_FFT_NORM_BACKWARD,  /* forward unscaled, inverse scaled by 1/n (default) */
+  VL_FFT_NORM_ORTHO,     /* both by 1/sqrt(n) */
+  VL_FFT_NORM_FORWARD    /* forward by 1/n, inverse unscaled */
+} vl_fft_norm;
+/* "backward", "ortho", "forward" (VL_EARG otherwise). */
+int vl_fft_norm_from_name(const char *name, vl_fft_norm *out);
+vl_tensor *vl_fft(const vl_tensor *x, int64_t n, int dim, vl_fft_norm norm);    /* [...,2] -> [...,n,...,2] */
+vl_tensor *vl_ifft(const vl_tensor *x, int64_t n, int dim, vl_fft_norm norm);   /* [...,2] -> [...,n,...,2] */
+vl_tensor *vl_rfft(const vl_tensor *x, int64_t n, int dim, vl_fft_norm norm);   /* real -> [...,n/2+1,...,2] */
+/* Uses the first n/2+1 bins (zero-padded when fewer), completed by
+   Hermitian symmetry; the imaginary parts of bin 0 and bin n/2 are
+   ignored. [...,2] -> real [...,n,...]. */
+vl_tensor *vl_irfft(const vl_tensor *x, int64_t n, int dim, vl_fft_norm norm);
+
+/* ------------------------------------------------------------------ */
+/* State-space ops (ops/ssm.c)                                         */
+/* ------------------------------------------------------------------ */
+
+/* Selective scan (Mamba's selective_scan_ref): u, delta [Bt,D,L];
+   A [D,N]; B and C each [D,N] (fixed), [Bt,N,L] (input-dependent) or
+   [Bt,G,N,L] (grouped, G divides D); D, delta_bias [D] and z [Bt,D,L]
+   may be NULL. dt = delta + delta_bias (softplus'd when delta_softplus);
+   x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t; y_t = <x_t, C_t> + D u_t;
+   out = y * silu(z). Returns out [Bt,D,L] in the promoted dtype
+   (float32 work, float64 kept); last_state (may be NULL) gets the final
+   state [Bt,D,N] (no gradient). Fused: the [Bt,D,L,N] tensors are never
+   stored. Records autograd for all eight inputs (fused reverse scan). */
+vl_tensor *vl_selective_scan(const vl_tensor *u, const vl_tensor *delta, const vl_tensor *A, const vl_tensor *B,
+                             const vl_tensor *C, const vl_tensor *D, const vl_tensor *z, const vl_tensor *delta_bias,
+                             bool delta_softplus, vl_tensor **last_state);
+/* One token: state [Bt,D,N], u, delta, z [Bt,D], B and C [Bt,N], [D,N]
+   (when D != Bt) or [Bt or 1,G,N]. New tensors *new_state [Bt,D,N] and
+   *y [Bt,D]; the same numbers as step t of vl_selective_scan. No autograd. */
+int vl_selective_scan_step(const vl_tensor *state, const vl_tensor *u, const vl_tensor *delta, const vl_tensor *A,
+                           const vl_tensor *B, const vl_tensor *C, const vl_tensor *D, const vl_tensor *z,
+                           const vl_tensor *delta_bias, bool delta_softplus, vl_tensor **new_state, vl_tensor **y);
+/* Depthwise causal conv1d: x [Bt,D,L], weight [D,W], bias [D] or NULL;
+   out[b,d,t] = bias[d] + sum_k w[d,k] x[b,d,t-(W-1)+k] (zeros before 0),
+   then silu when asked. Records autograd for x, weight, bias. */
+vl_tensor *vl_causal_conv1d(const vl_tensor *x, const vl_tensor *weight, const vl_tensor *bias, bool silu);
+/* One token: x [Bt,D], conv_state [Bt,D,W] (the last W inputs, oldest
+   first). *new_state = conv_state shifted left with x appended (a new
+   tensor), *y [Bt,D] = the conv over it (+bias, silu). No autograd. */
+int vl_causal_conv1d_step(const vl_tensor *x, const vl_tensor *conv_state, const vl_tensor *weight,
+                          const vl_tensor *bias, bool silu, vl_tensor **y, vl_tensor **new_state);
+
 #endif /* VL_H */

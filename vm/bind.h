@@ -94,5 +94,7 @@ void vlua_open_io(lua_State *L);
 void vlua_open_nn(lua_State *L);
 void vlua_open_interpolate(lua_State *L);
 void vlua_open_attention(lua_State *L);
+void vlua_open_ssm(lua_State *L);
+void vlua_open_fft(lua_State *L);
 
 #endif /* VLUA_BIND_H */

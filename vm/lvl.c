@@ -83,6 +83,8 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_nn(L);
   vlua_open_interpolate(L);
   vlua_open_attention(L);
+  vlua_open_ssm(L);
+  vlua_open_fft(L);
 
   lua_pushliteral(L, VL_VERSION);
   lua_setfield(L, -2, "version");
