@@ -224,11 +224,8 @@ describe("nn.MultiheadAttention", function()
     assert.matches("dropout must be a number in [0, 1], got 2", err, 1, true)
   end)
 
-  it("uses vl.attention when the build has it", function()
-    if vl.attention == nil then
-      pending("vl.attention is not in this build yet: the composed softmax(QK^T)V path was used")
-      return
-    end
+  it("uses vl.attention (the fused op)", function()
+    assert.is_function(vl.attention)
     local calls = 0
     local real = vl.attention
     vl.attention = function(...) calls = calls + 1; return real(...) end
