@@ -212,10 +212,16 @@ VL_ALWAYS_INLINE void fwd_row(const ssm_ctx *c, int64_t b, int64_t d, void *outp
 }
 
 /* float32 rows, with the state size 16 (Mamba's default) a constant: the
-   loop over the state becomes one AVX-512 vector (two AVX2 ones). */
+   loop over the state becomes one AVX-512 vector (two AVX2 ones). Sizes 8
+   and 4 (small models) are constants too: with a run-time bound the short
+   loop stays scalar and costs more than size 16. */
 VL_CLONES static void fwd_row_f32(const ssm_ctx *c, int64_t b, int64_t d, void *o, void *l, void *k, void *x) {
   if (c->N == 16)
     fwd_row(c, b, d, o, l, k, x, VL_FLOAT32, 16);
+  else if (c->N == 8)
+    fwd_row(c, b, d, o, l, k, x, VL_FLOAT32, 8);
+  else if (c->N == 4)
+    fwd_row(c, b, d, o, l, k, x, VL_FLOAT32, 4);
   else
     fwd_row(c, b, d, o, l, k, x, VL_FLOAT32, c->N);
 }
@@ -409,6 +415,10 @@ VL_ALWAYS_INLINE void bwd_row(const ssm_ctx *c, const ssm_grads *g, int64_t b, i
 VL_CLONES static void bwd_row_f32(const ssm_ctx *c, const ssm_grads *g, int64_t b, int64_t d, int64_t blk, void *w) {
   if (c->N == 16)
     bwd_row(c, g, b, d, blk, w, VL_FLOAT32, 16);
+  else if (c->N == 8)
+    bwd_row(c, g, b, d, blk, w, VL_FLOAT32, 8);
+  else if (c->N == 4)
+    bwd_row(c, g, b, d, blk, w, VL_FLOAT32, 4);
   else
     bwd_row(c, g, b, d, blk, w, VL_FLOAT32, c->N);
 }

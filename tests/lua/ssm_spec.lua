@@ -132,6 +132,37 @@ describe("vl.selective_scan", function()
     gradcheck(function(a, b, c, d, e) return vl.selective_scan(a, b, c, d, e) end, { u, delta, A, B, C })
   end)
 
+  it("float32 state sizes 4, 8 and 16 (compiled as constants) agree with float64 (outputs and gradients)", function()
+    for _, N in ipairs({ 4, 8, 16, 6 }) do
+      vl.manual_seed(40 + N)
+      local Bt, Dm, L = 2, 5, 150
+      local base = {
+        u = vl.randn({ Bt, Dm, L }, { dtype = "float64" }), delta = vl.rand({ Bt, Dm, L }, { dtype = "float64" }) * 0.5,
+        A = -vl.rand({ Dm, N }, { dtype = "float64" }) - 0.2, B = vl.randn({ Bt, N, L }, { dtype = "float64" }),
+        C = vl.randn({ Bt, N, L }, { dtype = "float64" }), D = vl.randn({ Dm }, { dtype = "float64" }),
+        z = vl.randn({ Bt, Dm, L }, { dtype = "float64" }), gy = vl.randn({ Bt, Dm, L }, { dtype = "float64" }),
+      }
+      local function run(dt)
+        local t = {}
+        for _, k in ipairs({ "u", "delta", "A", "B", "C", "D", "z" }) do
+          t[k] = base[k]:to(dt):detach():clone():requires_grad(true)
+        end
+        local y = vl.selective_scan(t.u, t.delta, t.A, t.B, t.C, { D = t.D, z = t.z, delta_softplus = true })
+        vl.sum(y * base.gy:to(dt)):backward()
+        return y, t
+      end
+      local y64, g64 = run("float64")
+      local y32, g32 = run("float32")
+      local function close(a, b, what)
+        local err = (a:double() - b):abs():max():item()
+        local scale = b:abs():max():item() + 1
+        assert(err <= 1e-4 * scale, string.format("N=%d %s: max error %g (scale %g)", N, what, err, scale))
+      end
+      close(y32, y64, "y")
+      for _, k in ipairs({ "u", "delta", "A", "B", "C", "D", "z" }) do close(g32[k].grad, g64[k].grad, "grad " .. k) end
+    end
+  end)
+
   it("does not depend on the thread count, forward or backward", function()
     vl.manual_seed(3)
     local u, delta = vl.randn({ 2, 8, 300 }), vl.rand({ 2, 8, 300 })
