@@ -144,7 +144,7 @@ clean:
 	rm -rf build build-asan build-*
 
 # man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
-MAN_PARTS := tensor elementwise reduce linalg fft index random conv interpolate nn attention ssm nn_lua s4d transformer vit mamba optim io
+MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops nn attention ssm nn_lua s4d transformer vit mamba optim io
 .PHONY: man
 man:
 	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

@@ -659,4 +659,46 @@ vl_tensor *vl_causal_conv1d(const vl_tensor *x, const vl_tensor *weight, const v
 int vl_causal_conv1d_step(const vl_tensor *x, const vl_tensor *conv_state, const vl_tensor *weight,
                           const vl_tensor *bias, bool silu, vl_tensor **y, vl_tensor **new_state);
 
+/* ------------------------------------------------------------------ */
+/* 3-D convolution and pooling (ops/conv3d.c)                           */
+/* ------------------------------------------------------------------ */
+/* x [N,C,D,H,W] (or unbatched [C,D,H,W]), float32/float64 (float16 and
+   bfloat16 computed in float32). A NULL size array means its default
+   (stride 1 — for pools the kernel —, padding 0, dilation 1). conv3d:
+   w [O,C/groups,kD,kH,kW], b [O] or NULL. All record autograd. */
+vl_tensor *vl_conv3d(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, const int64_t stride[3],
+                     const int64_t padding[3], const int64_t dilation[3], int64_t groups);
+/* padding {before_d, before_h, before_w, after_d, after_h, after_w} ("same"). */
+vl_tensor *vl_conv3d_pad(const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, const int64_t stride[3],
+                         const int64_t padding[6], const int64_t dilation[3], int64_t groups);
+/* *values; *indices (when not NULL): int64, 0-based flat positions in the
+   D*H*W volume. */
+int vl_max_pool3d(const vl_tensor *x, const int64_t kernel[3], const int64_t stride[3], const int64_t padding[3],
+                  const int64_t dilation[3], bool ceil_mode, vl_tensor **values, vl_tensor **indices);
+vl_tensor *vl_avg_pool3d(const vl_tensor *x, const int64_t kernel[3], const int64_t stride[3],
+                         const int64_t padding[3], bool ceil_mode, bool count_include_pad);
+vl_tensor *vl_adaptive_avg_pool3d(const vl_tensor *x, const int64_t size[3]);
+
+/* ------------------------------------------------------------------ */
+/* Video ops (ops/video.c)                                             */
+/* ------------------------------------------------------------------ */
+
+typedef enum { VL_GS_BILINEAR = 0, VL_GS_NEAREST = 1 } vl_grid_sample_mode;
+typedef enum { VL_GS_ZEROS = 0, VL_GS_BORDER = 1 } vl_grid_sample_padding;
+int vl_grid_sample_mode_from_name(const char *name, vl_grid_sample_mode *out);        /* "bilinear", "nearest" */
+int vl_grid_sample_padding_from_name(const char *name, vl_grid_sample_padding *out);  /* "zeros", "border" */
+/* torch.nn.functional.grid_sample (PyTorch 1.13), 4-d: input [N,C,H,W],
+   grid [N,Ho,Wo,2] (x, y in [-1, 1]), same dtype (float32 or float64)
+   -> [N,C,Ho,Wo]. Records autograd for input and grid (nearest: the
+   grid gradient is zero). */
+vl_tensor *vl_grid_sample(const vl_tensor *input, const vl_tensor *grid, vl_grid_sample_mode mode,
+                          vl_grid_sample_padding padding, bool align_corners);
+/* torch.nn.functional.affine_grid, 4-d: theta [N,2,3], size {N,C,H,W}
+   -> grid [N,H,W,2]. Records autograd for theta. */
+vl_tensor *vl_affine_grid(const vl_tensor *theta, const int64_t size[4], bool align_corners);
+/* TSM temporal shift: x [N*T,C,...], T = segments; channels [0, C/fold_div)
+   take frame t+1, [C/fold_div, 2 C/fold_div) frame t-1 (zeros at the
+   ends), the rest stay. Any dtype; records autograd. */
+vl_tensor *vl_temporal_shift(const vl_tensor *x, int64_t segments, int64_t fold_div);
+
 #endif /* VL_H */

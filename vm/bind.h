@@ -90,11 +90,26 @@ void vlua_open_index(lua_State *L);
 void vlua_open_random(lua_State *L);
 void vlua_open_autograd(lua_State *L);
 void vlua_open_conv(lua_State *L);
+void vlua_open_conv3d(lua_State *L);
 void vlua_open_io(lua_State *L);
 void vlua_open_nn(lua_State *L);
 void vlua_open_interpolate(lua_State *L);
+void vlua_open_video(lua_State *L);
 void vlua_open_attention(lua_State *L);
 void vlua_open_ssm(lua_State *L);
 void vlua_open_fft(lua_State *L);
+
+/* Option helpers of the convolution and pooling bindings (bind_conv.c),
+   shared by bind_conv3d.c. Sizes: a number or a table of n (<= 3). */
+void vlua_conv_check_keys(lua_State *L, int opt, const char *op, const char *const *keys);
+int64_t vlua_conv_to_int(lua_State *L, int idx, const char *op, const char *what);
+void vlua_conv_get_sizes(lua_State *L, int idx, const char *op, const char *what, int n, int64_t *out);
+void vlua_conv_opt_sizes(lua_State *L, int opt, const char *key, const char *op, int n, int64_t def, int64_t *out);
+int vlua_conv_opts_at(lua_State *L, int idx, const char *op);
+void vlua_conv_args(lua_State *L, const char *op, vl_tensor **x, vl_tensor **w, vl_tensor **b, int *opt);
+void vlua_conv_padding(lua_State *L, int opt, const char *op, int n, const int64_t *k, const int64_t *stride,
+                       const int64_t *dil, int64_t *lo, int64_t *hi);
+int64_t vlua_conv_opt_groups(lua_State *L, int opt, const char *op);
+int vlua_conv_push_max_result(lua_State *L, int rc, vl_tensor *v, vl_tensor *ind, bool want);
 
 #endif /* VLUA_BIND_H */

@@ -12,7 +12,7 @@
 #include "bind.h"
 
 /* Refuse option keys not in `keys` (a NULL-terminated list). */
-static void check_keys(lua_State *L, int opt, const char *op, const char *const *keys) {
+void vlua_conv_check_keys(lua_State *L, int opt, const char *op, const char *const *keys) {
   if (opt == 0) return;
   lua_pushnil(L);
   while (lua_next(L, opt)) {
@@ -35,7 +35,7 @@ static void check_keys(lua_State *L, int opt, const char *op, const char *const 
   }
 }
 
-static int64_t to_int(lua_State *L, int idx, const char *op, const char *what) {
+int64_t vlua_conv_to_int(lua_State *L, int idx, const char *op, const char *what) {
   if (!lua_isinteger(L, idx)) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
       lua_Number v = lua_tonumber(L, idx);
@@ -48,35 +48,35 @@ static int64_t to_int(lua_State *L, int idx, const char *op, const char *what) {
 }
 
 /* A value that is a number (all n entries equal) or a table of n numbers. */
-static void get_sizes(lua_State *L, int idx, const char *op, const char *what, int n, int64_t *out) {
+void vlua_conv_get_sizes(lua_State *L, int idx, const char *op, const char *what, int n, int64_t *out) {
   if (lua_type(L, idx) == LUA_TTABLE) {
     lua_Integer len = luaL_len(L, idx);
     if (len != n)
       luaL_error(L, "%s: %s must be a number or a table of %d numbers, got a table of %d", op, what, n, (int)len);
     for (int i = 0; i < n; i++) {
       lua_rawgeti(L, idx, i + 1);
-      out[i] = to_int(L, -1, op, what);
+      out[i] = vlua_conv_to_int(L, -1, op, what);
       lua_pop(L, 1);
     }
     return;
   }
-  int64_t v = to_int(L, idx, op, what);
+  int64_t v = vlua_conv_to_int(L, idx, op, what);
   for (int i = 0; i < n; i++) out[i] = v;
 }
 
 /* opt[key] as sizes, or `def` for every entry when absent. */
-static void opt_sizes(lua_State *L, int opt, const char *key, const char *op, int n, int64_t def, int64_t *out) {
+void vlua_conv_opt_sizes(lua_State *L, int opt, const char *key, const char *op, int n, int64_t def, int64_t *out) {
   if (opt == 0 || lua_getfield(L, opt, key) == LUA_TNIL) {
     if (opt) lua_pop(L, 1);
     for (int i = 0; i < n; i++) out[i] = def;
     return;
   }
-  get_sizes(L, lua_gettop(L), op, key, n, out);
+  vlua_conv_get_sizes(L, lua_gettop(L), op, key, n, out);
   lua_pop(L, 1);
 }
 
 /* The trailing options table at `idx` (or 0). */
-static int opts_at(lua_State *L, int idx, const char *op) {
+int vlua_conv_opts_at(lua_State *L, int idx, const char *op) {
   if (lua_isnoneornil(L, idx)) return 0;
   if (lua_type(L, idx) != LUA_TTABLE || vlua_totensor(L, idx))
     luaL_error(L, "%s: options must be a table, got %s", op, luaL_typename(L, idx));
@@ -85,7 +85,7 @@ static int opts_at(lua_State *L, int idx, const char *op) {
 
 /* The (x, w, [b], [opts]) arguments of the convolutions. A table in
    place of b is taken as the options. */
-static void conv_args(lua_State *L, const char *op, vl_tensor **x, vl_tensor **w, vl_tensor **b, int *opt) {
+void vlua_conv_args(lua_State *L, const char *op, vl_tensor **x, vl_tensor **w, vl_tensor **b, int *opt) {
   *x = vlua_checktensor(L, 1);
   *w = vlua_checktensor(L, 2);
   *b = NULL;
@@ -96,14 +96,14 @@ static void conv_args(lua_State *L, const char *op, vl_tensor **x, vl_tensor **w
     return;
   }
   if (!lua_isnoneornil(L, 3)) *b = vlua_checktensor(L, 3);
-  *opt = opts_at(L, 4, op);
+  *opt = vlua_conv_opts_at(L, 4, op);
 }
 
 /* padding: sizes, or "valid" (0) / "same" (output as large as the input;
    stride 1 only; PyTorch's split: the extra odd pad goes at the end).
    Fills lo/hi per spatial dim; `k` are the kernel sizes. */
-static void conv_padding(lua_State *L, int opt, const char *op, int n, const int64_t *k, const int64_t *stride,
-                         const int64_t *dil, int64_t *lo, int64_t *hi) {
+void vlua_conv_padding(lua_State *L, int opt, const char *op, int n, const int64_t *k, const int64_t *stride,
+                       const int64_t *dil, int64_t *lo, int64_t *hi) {
   if (opt && lua_getfield(L, opt, "padding") == LUA_TSTRING) {
     const char *s = lua_tostring(L, -1);
     if (strcmp(s, "valid") == 0) {
@@ -124,19 +124,19 @@ static void conv_padding(lua_State *L, int opt, const char *op, int n, const int
     return;
   }
   if (opt) lua_pop(L, 1);
-  int64_t p[2];
-  opt_sizes(L, opt, "padding", op, n, 0, p);
+  int64_t p[3];
+  vlua_conv_opt_sizes(L, opt, "padding", op, n, 0, p);
   for (int i = 0; i < n; i++) lo[i] = hi[i] = p[i];
 }
 
 static const char *const conv_keys[] = {"stride", "padding", "dilation", "groups", NULL};
 
-static int64_t opt_groups(lua_State *L, int opt, const char *op) {
+int64_t vlua_conv_opt_groups(lua_State *L, int opt, const char *op) {
   if (opt == 0 || lua_getfield(L, opt, "groups") == LUA_TNIL) {
     if (opt) lua_pop(L, 1);
     return 1;
   }
-  int64_t g = to_int(L, -1, op, "groups");
+  int64_t g = vlua_conv_to_int(L, -1, op, "groups");
   lua_pop(L, 1);
   return g;
 }
@@ -146,14 +146,14 @@ static int l_conv2d(lua_State *L) {
   const char *op = "conv2d";
   vl_tensor *x, *w, *b;
   int opt;
-  conv_args(L, op, &x, &w, &b, &opt);
-  check_keys(L, opt, op, conv_keys);
+  vlua_conv_args(L, op, &x, &w, &b, &opt);
+  vlua_conv_check_keys(L, opt, op, conv_keys);
   int64_t stride[2], dil[2], lo[2], hi[2];
-  opt_sizes(L, opt, "stride", op, 2, 1, stride);
-  opt_sizes(L, opt, "dilation", op, 2, 1, dil);
+  vlua_conv_opt_sizes(L, opt, "stride", op, 2, 1, stride);
+  vlua_conv_opt_sizes(L, opt, "dilation", op, 2, 1, dil);
   int64_t k[2] = {w->ndim == 4 ? w->shape[2] : 1, w->ndim == 4 ? w->shape[3] : 1};
-  conv_padding(L, opt, op, 2, k, stride, dil, lo, hi);
-  int64_t groups = opt_groups(L, opt, op);
+  vlua_conv_padding(L, opt, op, 2, k, stride, dil, lo, hi);
+  int64_t groups = vlua_conv_opt_groups(L, opt, op);
   int64_t pad[4] = {lo[0], hi[0], lo[1], hi[1]};
   vlua_pushtensor(L, vl_conv2d_pad(x, w, b, stride, pad, dil, groups));
   return 1;
@@ -164,14 +164,14 @@ static int l_conv1d(lua_State *L) {
   const char *op = "conv1d";
   vl_tensor *x, *w, *b;
   int opt;
-  conv_args(L, op, &x, &w, &b, &opt);
-  check_keys(L, opt, op, conv_keys);
+  vlua_conv_args(L, op, &x, &w, &b, &opt);
+  vlua_conv_check_keys(L, opt, op, conv_keys);
   int64_t stride[1], dil[1], lo[1], hi[1];
-  opt_sizes(L, opt, "stride", op, 1, 1, stride);
-  opt_sizes(L, opt, "dilation", op, 1, 1, dil);
+  vlua_conv_opt_sizes(L, opt, "stride", op, 1, 1, stride);
+  vlua_conv_opt_sizes(L, opt, "dilation", op, 1, 1, dil);
   int64_t k[1] = {w->ndim == 3 ? w->shape[2] : 1};
-  conv_padding(L, opt, op, 1, k, stride, dil, lo, hi);
-  int64_t groups = opt_groups(L, opt, op);
+  vlua_conv_padding(L, opt, op, 1, k, stride, dil, lo, hi);
+  int64_t groups = vlua_conv_opt_groups(L, opt, op);
   vlua_pushtensor(L, vl_conv1d_pad(x, w, b, stride[0], lo[0], hi[0], dil[0], groups));
   return 1;
 }
@@ -182,20 +182,20 @@ static int l_conv_transpose2d(lua_State *L) {
   const char *op = "conv_transpose2d";
   vl_tensor *x, *w, *b;
   int opt;
-  conv_args(L, op, &x, &w, &b, &opt);
-  check_keys(L, opt, op, keys);
+  vlua_conv_args(L, op, &x, &w, &b, &opt);
+  vlua_conv_check_keys(L, opt, op, keys);
   int64_t stride[2], pad[2], outpad[2], dil[2];
-  opt_sizes(L, opt, "stride", op, 2, 1, stride);
-  opt_sizes(L, opt, "padding", op, 2, 0, pad);
-  opt_sizes(L, opt, "output_padding", op, 2, 0, outpad);
-  opt_sizes(L, opt, "dilation", op, 2, 1, dil);
-  int64_t groups = opt_groups(L, opt, op);
+  vlua_conv_opt_sizes(L, opt, "stride", op, 2, 1, stride);
+  vlua_conv_opt_sizes(L, opt, "padding", op, 2, 0, pad);
+  vlua_conv_opt_sizes(L, opt, "output_padding", op, 2, 0, outpad);
+  vlua_conv_opt_sizes(L, opt, "dilation", op, 2, 1, dil);
+  int64_t groups = vlua_conv_opt_groups(L, opt, op);
   vlua_pushtensor(L, vl_conv_transpose2d(x, w, b, stride, pad, outpad, dil, groups));
   return 1;
 }
 
 /* Values, then (return_indices) 1-based indices. */
-static int push_max_result(lua_State *L, int rc, vl_tensor *v, vl_tensor *ind, bool want) {
+int vlua_conv_push_max_result(lua_State *L, int rc, vl_tensor *v, vl_tensor *ind, bool want) {
   if (rc != VL_OK) return vlua_raise(L);
   if (!want) {
     vl_tensor_release(ind);
@@ -223,22 +223,22 @@ static int l_max_pool2d(lua_State *L) {
   vl_tensor *x = vlua_checktensor(L, 1);
   int64_t k[2], s[2], p[2], d[2];
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "kernel size");
-  get_sizes(L, 2, op, "kernel size", 2, k);
-  int opt = opts_at(L, 3, op);
-  check_keys(L, opt, op, maxpool_keys);
+  vlua_conv_get_sizes(L, 2, op, "kernel size", 2, k);
+  int opt = vlua_conv_opts_at(L, 3, op);
+  vlua_conv_check_keys(L, opt, op, maxpool_keys);
   bool has_stride = opt && lua_getfield(L, opt, "stride") != LUA_TNIL;
   lua_settop(L, 3);
   if (has_stride)
-    opt_sizes(L, opt, "stride", op, 2, 1, s);
+    vlua_conv_opt_sizes(L, opt, "stride", op, 2, 1, s);
   else
     s[0] = k[0], s[1] = k[1];
-  opt_sizes(L, opt, "padding", op, 2, 0, p);
-  opt_sizes(L, opt, "dilation", op, 2, 1, d);
+  vlua_conv_opt_sizes(L, opt, "padding", op, 2, 0, p);
+  vlua_conv_opt_sizes(L, opt, "dilation", op, 2, 1, d);
   bool ceil_mode = vlua_optbool(L, opt, "ceil_mode", 0);
   bool want = vlua_optbool(L, opt, "return_indices", 0);
   vl_tensor *v = NULL, *ind = NULL;
   int rc = vl_max_pool2d(x, k, s, p, d, ceil_mode, &v, &ind);
-  return push_max_result(L, rc, v, ind, want);
+  return vlua_conv_push_max_result(L, rc, v, ind, want);
 }
 
 /* vl.max_pool1d(x, kernel, {stride=kernel, padding=0, dilation=1, ceil_mode=false, return_indices=false}) */
@@ -247,18 +247,18 @@ static int l_max_pool1d(lua_State *L) {
   vl_tensor *x = vlua_checktensor(L, 1);
   int64_t k, s, p, d;
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "kernel size");
-  get_sizes(L, 2, op, "kernel size", 1, &k);
-  int opt = opts_at(L, 3, op);
-  check_keys(L, opt, op, maxpool_keys);
-  opt_sizes(L, opt, "stride", op, 1, k, &s);
+  vlua_conv_get_sizes(L, 2, op, "kernel size", 1, &k);
+  int opt = vlua_conv_opts_at(L, 3, op);
+  vlua_conv_check_keys(L, opt, op, maxpool_keys);
+  vlua_conv_opt_sizes(L, opt, "stride", op, 1, k, &s);
   if (s == 0) luaL_error(L, "%s: stride must be at least 1, got 0", op);
-  opt_sizes(L, opt, "padding", op, 1, 0, &p);
-  opt_sizes(L, opt, "dilation", op, 1, 1, &d);
+  vlua_conv_opt_sizes(L, opt, "padding", op, 1, 0, &p);
+  vlua_conv_opt_sizes(L, opt, "dilation", op, 1, 1, &d);
   bool ceil_mode = vlua_optbool(L, opt, "ceil_mode", 0);
   bool want = vlua_optbool(L, opt, "return_indices", 0);
   vl_tensor *v = NULL, *ind = NULL;
   int rc = vl_max_pool1d(x, k, s, p, d, ceil_mode, &v, &ind);
-  return push_max_result(L, rc, v, ind, want);
+  return vlua_conv_push_max_result(L, rc, v, ind, want);
 }
 
 static const char *const avgpool_keys[] = {"stride", "padding", "ceil_mode", "count_include_pad",
@@ -270,21 +270,21 @@ static int l_avg_pool2d(lua_State *L) {
   vl_tensor *x = vlua_checktensor(L, 1);
   int64_t k[2], s[2], p[2];
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "kernel size");
-  get_sizes(L, 2, op, "kernel size", 2, k);
-  int opt = opts_at(L, 3, op);
-  check_keys(L, opt, op, avgpool_keys);
+  vlua_conv_get_sizes(L, 2, op, "kernel size", 2, k);
+  int opt = vlua_conv_opts_at(L, 3, op);
+  vlua_conv_check_keys(L, opt, op, avgpool_keys);
   bool has_stride = opt && lua_getfield(L, opt, "stride") != LUA_TNIL;
   lua_settop(L, 3);
   if (has_stride)
-    opt_sizes(L, opt, "stride", op, 2, 1, s);
+    vlua_conv_opt_sizes(L, opt, "stride", op, 2, 1, s);
   else
     s[0] = k[0], s[1] = k[1];
-  opt_sizes(L, opt, "padding", op, 2, 0, p);
+  vlua_conv_opt_sizes(L, opt, "padding", op, 2, 0, p);
   bool ceil_mode = vlua_optbool(L, opt, "ceil_mode", 0);
   bool cip = vlua_optbool(L, opt, "count_include_pad", 1);
   int64_t div = 0;
   if (opt && lua_getfield(L, opt, "divisor_override") != LUA_TNIL) {
-    div = to_int(L, -1, op, "divisor_override");
+    div = vlua_conv_to_int(L, -1, op, "divisor_override");
     if (div <= 0) luaL_error(L, "%s: divisor_override must be positive, got %d", op, (int)div);
   }
   vlua_pushtensor(L, vl_avg_pool2d(x, k, s, p, ceil_mode, cip, div));
@@ -298,12 +298,12 @@ static int l_avg_pool1d(lua_State *L) {
   vl_tensor *x = vlua_checktensor(L, 1);
   int64_t k, s, p;
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "kernel size");
-  get_sizes(L, 2, op, "kernel size", 1, &k);
-  int opt = opts_at(L, 3, op);
-  check_keys(L, opt, op, keys);
-  opt_sizes(L, opt, "stride", op, 1, k, &s);
+  vlua_conv_get_sizes(L, 2, op, "kernel size", 1, &k);
+  int opt = vlua_conv_opts_at(L, 3, op);
+  vlua_conv_check_keys(L, opt, op, keys);
+  vlua_conv_opt_sizes(L, opt, "stride", op, 1, k, &s);
   if (s == 0) luaL_error(L, "%s: stride must be at least 1, got 0", op);
-  opt_sizes(L, opt, "padding", op, 1, 0, &p);
+  vlua_conv_opt_sizes(L, opt, "padding", op, 1, 0, &p);
   bool ceil_mode = vlua_optbool(L, opt, "ceil_mode", 0);
   bool cip = vlua_optbool(L, opt, "count_include_pad", 1);
   vlua_pushtensor(L, vl_avg_pool1d(x, k, s, p, ceil_mode, cip));
@@ -316,7 +316,7 @@ static int l_adaptive_avg_pool2d(lua_State *L) {
   vl_tensor *x = vlua_checktensor(L, 1);
   int64_t sz[2];
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "output size");
-  get_sizes(L, 2, op, "output size", 2, sz);
+  vlua_conv_get_sizes(L, 2, op, "output size", 2, sz);
   vlua_pushtensor(L, vl_adaptive_avg_pool2d(x, sz[0], sz[1]));
   return 1;
 }

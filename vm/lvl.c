@@ -79,9 +79,11 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_random(L);
   vlua_open_autograd(L);
   vlua_open_conv(L);
+  vlua_open_conv3d(L);
   vlua_open_io(L);
   vlua_open_nn(L);
   vlua_open_interpolate(L);
+  vlua_open_video(L);
   vlua_open_attention(L);
   vlua_open_ssm(L);
   vlua_open_fft(L);

@@ -26,7 +26,7 @@ local util = require "vl.nn.util"
 
 local nn = {}
 
-for _, part in ipairs({ "module", "layers", "containers", "loss", "transformer", "s4d" }) do
+for _, part in ipairs({ "module", "layers", "containers", "loss", "transformer", "s4d", "layers3d" }) do
   for k, v in pairs(require("vl.nn." .. part)) do nn[k] = v end
 end
 nn._shape_str = util.shape_str
