@@ -8,8 +8,9 @@
 ** report a generic "Intel Xeon Processor" with AVX-512) it falls back to its
 ** SSE3 "Prescott" kernels, leaving most of the FMA width idle. vl_sgemm
 ** picks by CPU *features* instead (__builtin_cpu_supports): an AVX-512
-** micro-kernel, an AVX2+FMA one, and cblas_sgemm on every other CPU, for
-** sizes past int, or when the environment says VLUA_GEMM=blas (to compare).
+** micro-kernel, an AVX2+FMA one, and cblas_sgemm on every other CPU, when
+** a pack buffer cannot be allocated, or when the environment says
+** VLUA_GEMM=blas (to compare).
 ** float64 stays on OpenBLAS (it serves gradcheck, not speed).
 **
 ** The scheme is Goto's (as in BLIS and OpenBLAS): C is computed in
@@ -17,9 +18,10 @@
 ** and each MC-row block of op(A) into MR-tall row panels, both laid out in
 ** the order the micro-kernel reads them; the micro-kernel keeps an MR x NR
 ** block of C in registers (broadcast one A value, FMA it with NR/lanes
-** vectors of B) and adds it to C once per slice. Panels are zero-padded,
-** so edge tiles compute a full block into a scratch tile and copy the valid
-** part. Packing also absorbs the transposes and any row/column strides.
+** vectors of B) and adds it to C once per slice. Panels are zero-padded;
+** edge tiles store their valid corner under AVX-512 masks (AVX2: a full
+** block into a scratch tile, then the valid part copied). Packing also
+** absorbs the transposes and any row/column strides (hardware gathers).
 **
 ** Threads: inside an OpenMP parallel region the caller already splits the
 ** work (conv runs images over threads), so the product runs on the calling
@@ -37,7 +39,7 @@
 
 #include "vl_internal.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && defined(__x86_64__)
 #define VL_GEMM_X86 1
 #include <immintrin.h>
 #endif
@@ -60,7 +62,21 @@ typedef struct gemm_args {
   float *c;
   int64_t ars, acs, brs, bcs, ldc;
   float alpha, beta;
+  bool ta, tb;      /* the caller's form, for the OpenBLAS fallback */
+  int64_t lda, ldb;
 } gemm_args;
+
+/* C[m0:m1, n0:n1] through OpenBLAS (callers keep sizes and leading
+   dimensions within int, as it takes them); beta == 0 made explicit:
+   some versions scale C by 0, which keeps NaN bits. */
+static void blas_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  float *c = g->c + m0 * g->ldc + n0;
+  if (g->beta == 0)
+    for (int64_t i = 0; i < m1 - m0; i++) memset(c + i * g->ldc, 0, (size_t)(n1 - n0) * sizeof(float));
+  cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, (int)(m1 - m0),
+              (int)(n1 - n0), (int)g->K, g->alpha, g->a + m0 * g->ars, (int)g->lda, g->b + n0 * g->bcs, (int)g->ldb,
+              g->beta, c, (int)g->ldc);
+}
 
 /* A micro-kernel: c[MR,NR] = alpha * (a panel @ b panel) + beta * c, where
    the panels hold kc steps of MR and NR values; beta == 0 never reads c. */
@@ -422,26 +438,28 @@ static void thread_grid(int t, int64_t M, int64_t N, const gemm_impl *impl, int 
   if (best < 0) *tm = 1, *tn = 1;
 }
 
-/* Run the product with our kernels; false if a pack buffer could not be
-   had (the caller falls back to OpenBLAS, which needs none of ours). */
-static bool gemm_run(const gemm_args *g, const gemm_impl *impl) {
+/* Run the product with our kernels. A block whose pack buffers cannot be
+   had (out of memory) goes to OpenBLAS, which needs none of ours;
+   gemm_block writes nothing before it has them. */
+static void gemm_run(const gemm_args *g, const gemm_impl *impl) {
   int t = omp_in_parallel() ? 1 : omp_get_max_threads();
   double work = (double)g->M * (double)g->N * (double)g->K;
   int tm = 1, tn = 1;
   if (t > 1 && work >= VL_GEMM_PAR_WORK) thread_grid(t, g->M, g->N, impl, &tm, &tn);
-  if (tm * tn == 1) return gemm_block(g, impl, 0, g->M, 0, g->N);
+  if (tm * tn == 1) {
+    if (!gemm_block(g, impl, 0, g->M, 0, g->N)) blas_block(g, 0, g->M, 0, g->N);
+    return;
+  }
 
   /* block edges on micro-tile boundaries */
   int64_t mstep = (g->M / tm + impl->mr - 1) / impl->mr * impl->mr;
   int64_t nstep = (g->N / tn + impl->nr - 1) / impl->nr * impl->nr;
-  int failed = 0;
-#pragma omp parallel for num_threads(tm * tn) schedule(static) reduction(| : failed)
+#pragma omp parallel for num_threads(tm * tn) schedule(static)
   for (int b = 0; b < tm * tn; b++) {
     int64_t m0 = VL_MIN(g->M, (b / tn) * mstep), m1 = b / tn == tm - 1 ? g->M : VL_MIN(g->M, m0 + mstep);
     int64_t n0 = VL_MIN(g->N, (b % tn) * nstep), n1 = b % tn == tn - 1 ? g->N : VL_MIN(g->N, n0 + nstep);
-    if (m0 < m1 && n0 < n1 && !gemm_block(g, impl, m0, m1, n0, n1)) failed = 1;
+    if (m0 < m1 && n0 < n1 && !gemm_block(g, impl, m0, m1, n0, n1)) blas_block(g, m0, m1, n0, n1);
   }
-  return !failed;
 }
 
 /* C = beta * C over an M x N block (beta == 0 writes zeros). */
@@ -464,12 +482,11 @@ void vl_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
     return;
   }
   const gemm_impl *impl = gemm_current();
-  gemm_args g = {M, N, K, A, B, C, ta ? 1 : lda, ta ? lda : 1, tb ? 1 : ldb, tb ? ldb : 1, ldc, alpha, beta};
-  if (impl && gemm_run(&g, impl)) return;
-
-  /* OpenBLAS (callers keep sizes and leading dimensions within int, as
-     it takes them); beta == 0 made explicit: some versions scale C by 0 */
-  if (beta == 0) scale_c(C, M, N, ldc, 0);
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-              (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  gemm_args g = {.M = M, .N = N, .K = K, .a = A, .b = B, .c = C,
+                 .ars = ta ? 1 : lda, .acs = ta ? lda : 1, .brs = tb ? 1 : ldb, .bcs = tb ? ldb : 1, .ldc = ldc,
+                 .alpha = alpha, .beta = beta, .ta = ta, .tb = tb, .lda = lda, .ldb = ldb};
+  if (impl)
+    gemm_run(&g, impl);
+  else
+    blas_block(&g, 0, M, 0, N);
 }
