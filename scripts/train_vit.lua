@@ -424,22 +424,22 @@ local function evaluate(model, xs, ys, lossf, bs)
   return loss_sum / n, correct / n
 end
 
-local function config_of(o)
+local function config_of(o, job)
   local c = {}
-  for _, k in ipairs(CONFIG_KEYS) do c[k] = o[k] end
+  for _, k in ipairs(job.config_keys) do c[k] = o[k] end
   return c
 end
 
-local function check_config(saved, o, path)
+local function check_config(saved, o, path, job)
   local diffs = {}
-  for _, k in ipairs(CONFIG_KEYS) do
+  for _, k in ipairs(job.config_keys) do
     if saved[k] ~= o[k] then
       diffs[#diffs + 1] = fmt("%s %s (checkpoint) vs %s", k:gsub("_", "-"), tostring(saved[k]), tostring(o[k]))
     end
   end
   if #diffs > 0 then
-    usage("%s was made with other settings (%s); pass the same flags, or --fresh to start over", path,
-      table.concat(diffs, "; "))
+    error(fmt("%s: %s was made with other settings (%s); pass the same flags, or --fresh to start over", job.name,
+      path, table.concat(diffs, "; ")), 0)
   end
 end
 
@@ -460,9 +460,26 @@ local function is_interrupt(err)
   return type(err) == "string" and err:match("interrupted!$") ~= nil
 end
 
--- run(options) -> {model, history, resumed_from, seconds, interrupted, paths}.
--- options as parse_args (o.log: a function taking each line instead of print).
-function M.run(o)
+-- What run and main need of a model family (scripts/train_vim.lua has its
+-- own): the script's name and file, the options a checkpoint must match,
+-- the model, the optimizer's parameter groups, the sidecar, a banner.
+M.JOB = {
+  name = "train_vit", script = debug.getinfo(1, "S").source:sub(2), config_keys = CONFIG_KEYS,
+  parse_args = function(argv) return M.parse_args(argv) end,
+  build_model = function(o) return M.build_model(o) end,
+  param_groups = param_groups,
+  model_info = function(o, extra) return M.model_info(o, extra) end,
+  banner = function(o, model)
+    return fmt("model: ViT %dx%d patches, hidden %d, %d layers, %d heads, mlp %d: %d parameters", o.patch, o.patch,
+      o.hidden, o.layers, o.heads, o.mlp, model:num_parameters())
+  end,
+}
+
+-- run(options[, job]) -> {model, history, resumed_from, seconds, interrupted, paths}.
+-- options as parse_args (o.log: a function taking each line instead of print);
+-- job: M.JOB by default.
+function M.run(o, job)
+  job = job or M.JOB
   if o.threads then vl.set_num_threads(o.threads) end
   local threads = vl.get_num_threads()
   local files = M.paths(o.out, o.checkpoint)
@@ -474,9 +491,9 @@ function M.run(o)
   local steps = (n + o.batch - 1) // o.batch
   local total = o.epochs * steps
 
-  local model = M.build_model(o)
+  local model = job.build_model(o)
   model:train()
-  local opt = optim.AdamW(param_groups(model, o.wd), { lr = o.lr, weight_decay = o.wd })
+  local opt = optim.AdamW(job.param_groups(model, o.wd), { lr = o.lr, weight_decay = o.wd })
   local warm = math.floor(o.warmup * total)
   local sched = optim.lr_scheduler.CosineWithWarmup(opt, { warmup_steps = warm, total_steps = total })
   local lossf = nn.CrossEntropyLoss({ label_smoothing = o.label_smoothing })
@@ -487,10 +504,12 @@ function M.run(o)
   local history = {}
   local cur = { epoch = 0, step = 0, rng = vl.get_rng_state() }
   local resumed
-  if o.resume and not exists(files.checkpoint) then usage("--resume: no checkpoint at %s", files.checkpoint) end
+  if o.resume and not exists(files.checkpoint) then
+    error(fmt("%s: --resume: no checkpoint at %s", job.name, files.checkpoint), 0)
+  end
   if exists(files.checkpoint) and not o.fresh then
     local ck = cnn.load_checkpoint(files.checkpoint)
-    check_config(ck.config or {}, o, files.checkpoint)
+    check_config(ck.config or {}, o, files.checkpoint, job)
     if ck.threads and ck.threads ~= threads then
       say(o, "warning: %s was written with %d threads, this run has %d: the numbers may differ in the last digits",
         files.checkpoint, ck.threads, threads)
@@ -512,8 +531,7 @@ function M.run(o)
         h.train_loss, h.train_acc, h.test_loss, h.test_acc)
     end
   else
-    say(o, "model: ViT %dx%d patches, hidden %d, %d layers, %d heads, mlp %d: %d parameters", o.patch, o.patch,
-      o.hidden, o.layers, o.heads, o.mlp, model:num_parameters())
+    say(o, "%s", job.banner(o, model))
     say(o, "data: %d training and %d test images; batch %d, %d steps per epoch; %d threads", n, xte:size(1), o.batch,
       steps, threads)
   end
@@ -521,13 +539,13 @@ function M.run(o)
   local function save_checkpoint(c)
     cnn.save_checkpoint(files.checkpoint, {
       model = model:state_dict(), optim = opt:state_dict(), sched = sched:state_dict(), epoch = c.epoch,
-      step = c.step, order = c.order, sums = c.sums, rng = c.rng, config = config_of(o), history = history,
+      step = c.step, order = c.order, sums = c.sums, rng = c.rng, config = config_of(o, job), history = history,
       threads = threads,
     })
   end
   local function save_model(extra)
     model:save(files.weights)
-    vl.write_file(files.config, M.json_encode(M.model_info(o, extra)) .. "\n")
+    vl.write_file(files.config, M.json_encode(job.model_info(o, extra)) .. "\n")
   end
 
   -- The update and the bookkeeping of a step run in this coroutine: SIGINT
@@ -620,21 +638,27 @@ function M.run(o)
   }
 end
 
--- Usage errors (messages starting "train_vit:") print one line; anything
--- else keeps its traceback.
-local function fail_handler(err)
-  if type(err) == "string" and (err:match("^train_vit: ") or err:match("^fashion_mnist: ")) then return err end
-  return debug.traceback(tostring(err), 2)
+-- Usage errors (messages starting with the script's name) print one line;
+-- anything else keeps its traceback.
+local function fail_handler(job)
+  return function(err)
+    if type(err) == "string" and (err:find("^" .. job.name .. ": ") or err:match("^fashion_mnist: ")) then
+      return err
+    end
+    return debug.traceback(tostring(err), 2)
+  end
 end
 
-function M.main(argv)
-  local ok, o = xpcall(M.parse_args, fail_handler, argv)
+-- main(argv[, job]): the command line (job: M.JOB by default).
+function M.main(argv, job)
+  job = job or M.JOB
+  local ok, o = xpcall(job.parse_args, fail_handler(job), argv)
   if not ok then
     io.stderr:write(o, "\n")
     os.exit(2)
   end
   if o.help then
-    local f = io.open(debug.getinfo(1, "S").source:sub(2), "r")
+    local f = io.open(job.script, "r")
     if f then
       for line in f:lines() do
         if not line:match("^%-%-") then break end
@@ -647,9 +671,9 @@ function M.main(argv)
   local hint = cnn.blas_hint()
   if hint then io.stderr:write(hint, "\n") end
   local r
-  ok, r = xpcall(M.run, fail_handler, o)
+  ok, r = xpcall(M.run, fail_handler(job), o, job)
   if not ok and is_interrupt(r:match("^[^\n]*")) then
-    io.stderr:write("\ntrain_vit: interrupted before training started; nothing saved\n")
+    io.stderr:write("\n" .. job.name .. ": interrupted before training started; nothing saved\n")
     os.exit(130)
   end
   if not ok then
