@@ -44,14 +44,11 @@
 #endif
 
 #include "autograd.h"
-#include "vl_internal.h"
+#include "conv_internal.h"
 
 /* Largest GEMM size or leading dimension: Debian's OpenBLAS takes int. */
 #define VL_CONV_BLAS_MAX INT_MAX
 
-/* A batch whose GEMMs add up to fewer multiply-adds than this runs on one
-   thread: starting the threads costs more (tiny convolutions, gradcheck). */
-#define VL_CONV_PAR_WORK (1 << 20)
 
 /* ------------------------------------------------------------------ */
 /* Geometry                                                             */
@@ -161,61 +158,16 @@ static void col2im(vl_dtype dt, const geom *g, const void *col, void *img, bool 
     col2im_double(g, col, img, par);
 }
 
-/* C[M,N] = op(A) @ op(B) + beta * C, row-major. Empty sizes are handled
-   here (BLAS leaves C alone when K is 0, even with beta 0). */
-static void gemm(vl_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
-                 const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == 0) {
-      size_t es = vl_dtype_size(dt);
-      for (int64_t i = 0; i < M; i++) memset((char *)C + (size_t)(i * ldc) * es, 0, (size_t)N * es);
-    }
-    return;
-  }
-  if (dt == VL_FLOAT32) {
-    vl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, (float)beta, C, ldc);
-    return;
-  }
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-              (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
 
 /* ------------------------------------------------------------------ */
 /* The three primitives                                                 */
 /* ------------------------------------------------------------------ */
 
-/* How a batch loop runs: images over OpenMP threads (OpenBLAS on one
-   thread inside), or one image at a time with threaded BLAS and im2col. */
-typedef struct batch_plan {
-  bool par;          /* images over threads */
-  int nthreads;      /* threads the image loop may use */
-  int blas_threads;  /* OpenBLAS's count, restored after */
-} batch_plan;
-
-static batch_plan plan_begin(const geom *g, int64_t N) {
-  batch_plan p = {false, 1, 0};
-  int t = omp_get_max_threads();
-  double work = (double)N * (double)g->G * (double)g->R * (double)g_K(g) * (double)g_L(g);
-  if (N > 1 && t > 1 && work > VL_CONV_PAR_WORK && !omp_in_parallel()) {
-    p.par = true;
-    p.nthreads = (int)VL_MIN((int64_t)t, N);
-    p.blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-  }
-  return p;
+/* The multiply-adds of a batch's GEMMs (for plan_begin). */
+static double batch_work(const geom *g, int64_t N) {
+  return (double)N * (double)g->G * (double)g->R * (double)g_K(g) * (double)g_L(g);
 }
 
-static void plan_end(const batch_plan *p) {
-  if (p->par) openblas_set_num_threads(p->blas_threads);
-}
-
-/* A scratch buffer of `n` elements (through the tensor allocator, so the
-   memory cap applies). */
-static vl_tensor *scratch(int64_t n, vl_dtype dt) {
-  int64_t shape[1] = {n};
-  return vl_empty(1, shape, dt);
-}
 
 /* ------------------------------------------------------------------ */
 /* Depthwise: one image channel per group                               */
@@ -382,7 +334,7 @@ static int unfold_mm(vl_dtype dt, const geom *g, int64_t N, const char *img, con
   size_t es = vl_dtype_size(dt);
   int64_t K = g_K(g), L = g_L(g), HW = g->H * g->W;
   bool ident = g_identity(g);
-  batch_plan p = plan_begin(g, N);
+  batch_plan p = plan_begin(batch_work(g, N), N);
   vl_tensor *buf = ident ? NULL : scratch((int64_t)p.nthreads * K * L, dt);
   if (!ident && buf == NULL) {
     plan_end(&p);
@@ -416,7 +368,7 @@ static int mm_fold(vl_dtype dt, const geom *g, int64_t N, const char *cols, cons
   size_t es = vl_dtype_size(dt);
   int64_t K = g_K(g), L = g_L(g), HW = g->H * g->W;
   bool ident = g_identity(g);
-  batch_plan p = plan_begin(g, N);
+  batch_plan p = plan_begin(batch_work(g, N), N);
   vl_tensor *buf = ident ? NULL : scratch((int64_t)p.nthreads * K * L, dt);
   if (!ident && buf == NULL) {
     plan_end(&p);
@@ -451,7 +403,7 @@ static int wgrad(vl_dtype dt, const geom *g, int64_t N, const char *img, const c
   int64_t K = g_K(g), L = g_L(g), HW = g->H * g->W, WN = g->G * g->R * K;
   bool ident = g_identity(g);
   memset(gw, 0, (size_t)WN * es);
-  batch_plan p = plan_begin(g, N);
+  batch_plan p = plan_begin(batch_work(g, N), N);
   /* per thread: a column buffer, and (threads > 1) a partial sum of gw */
   int64_t per = (ident ? 0 : K * L) + (p.par ? WN : 0);
   vl_tensor *buf = per ? scratch((int64_t)p.nthreads * per, dt) : NULL;
@@ -538,38 +490,6 @@ static void bias_grad(vl_dtype dt, int64_t N, int64_t C, int64_t S, const char *
 /* Shared checks and conversions                                        */
 /* ------------------------------------------------------------------ */
 
-/* Recording is switched off while an op builds its working copies (they
-   are not part of the graph), then restored. */
-typedef struct grad_guard {
-  bool was;
-} grad_guard;
-
-static grad_guard grad_off(void) {
-  grad_guard g = {vl_is_grad_enabled()};
-  vl_set_grad_enabled(false);
-  return g;
-}
-
-static void grad_restore(grad_guard g) { vl_set_grad_enabled(g.was); }
-
-/* The dtype the kernels run in for a tensor of dtype dt. */
-static vl_dtype compute_dtype(vl_dtype dt) { return dt == VL_FLOAT64 ? VL_FLOAT64 : VL_FLOAT32; }
-
-/* A contiguous copy in dtype cdt (or t itself, retained). */
-static vl_tensor *working(const vl_tensor *t, vl_dtype cdt) {
-  vl_tensor *c = vl_to_dtype(t, cdt);
-  if (c == NULL) return NULL;
-  vl_tensor *r = vl_contiguous(c);
-  vl_tensor_release(c);
-  return r;
-}
-
-static int need_float(const char *op, const char *what, const vl_tensor *t) {
-  if (!vl_dtype_is_float(t->dtype))
-    return vl_error(VL_EDTYPE, "%s: expected a floating-point %s, got %s (convert it with :to(\"float32\"))", op,
-                    what, vl_dtype_name(t->dtype));
-  return VL_OK;
-}
 
 /* Largest stride, padding, dilation, output padding or kernel size accepted:
    products with real tensor sizes (< 2^38 elements) stay far from int64
@@ -714,20 +634,6 @@ static vl_tensor *conv_run(const char *op, bool transposed, const vl_tensor *x, 
   return y;
 }
 
-/* Unbatched input: add a batch dim, run, take it off again (views, so
-   autograd flows through). */
-typedef vl_tensor *(*batched_fn)(const vl_tensor *x, const void *args);
-
-static vl_tensor *unbatched(const vl_tensor *x, batched_fn fn, const void *args) {
-  vl_tensor *xb = vl_unsqueeze(x, 0);
-  if (xb == NULL) return NULL;
-  vl_tensor *y = fn(xb, args);
-  vl_tensor_release(xb);
-  if (y == NULL) return NULL;
-  vl_tensor *r = vl_squeeze(y, 0);
-  vl_tensor_release(y);
-  return r;
-}
 
 typedef struct conv_args {
   const vl_tensor *w, *b;
@@ -946,14 +852,6 @@ typedef struct pool_args {
   vl_tensor **indices;      /* max: where the indices go */
 } pool_args;
 
-/* PyTorch's pooling_output_shape. */
-static int64_t pool_out(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode) {
-  int64_t num = in + 2 * pad - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s); /* floor division */
-  int64_t o = q + 1;
-  if (ceil_mode && (o - 1) * s >= in + pad) o--;
-  return o;
-}
 
 /* Checks of the windowed pools; sets the output size. */
 static int pool_check(const pool_args *a, const vl_tensor *x, bool with_dilation, int64_t *OH, int64_t *OW) {

@@ -24,9 +24,8 @@
 #include <omp.h>
 
 #include "autograd.h"
-#include "vl_internal.h"
+#include "conv_internal.h"
 
-#define C3_PAR_WORK (1 << 20)
 #define C3_MAX_PARAM ((int64_t)1 << 24)
 
 typedef struct g3 {
@@ -99,56 +98,16 @@ static void col2vol(vl_dtype dt, const g3 *g, const void *col, void *img) {
   else col2vol_double(g, col, img);
 }
 
-static void gemm(vl_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
-                 const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == 0) {
-      size_t es = vl_dtype_size(dt);
-      for (int64_t i = 0; i < M; i++) memset((char *)C + (size_t)(i * ldc) * es, 0, (size_t)N * es);
-    }
-    return;
-  }
-  if (dt == VL_FLOAT32) {
-    vl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, (float)beta, C, ldc);
-    return;
-  }
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-              (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-typedef struct plan3 {
-  bool par;
-  int nthreads, blas_threads;
-} plan3;
-
-static plan3 plan_begin(const g3 *g, int64_t N) {
-  plan3 p = {false, 1, 0};
-  int t = omp_get_max_threads();
-  double work = (double)N * (double)g->G * (double)g->R * (double)g3_K(g) * (double)g3_L(g);
-  if (N > 1 && t > 1 && work > C3_PAR_WORK && !omp_in_parallel()) {
-    p.par = true;
-    p.nthreads = (int)VL_MIN((int64_t)t, N);
-    p.blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-  }
-  return p;
-}
-
-static void plan_end(const plan3 *p) {
-  if (p->par) openblas_set_num_threads(p->blas_threads);
-}
-
-static vl_tensor *scratch(int64_t n, vl_dtype dt) {
-  int64_t shape[1] = {n};
-  return vl_empty(1, shape, dt);
+/* The multiply-adds of a batch's GEMMs (for plan_begin). */
+static double work3(const g3 *g, int64_t N) {
+  return (double)N * (double)g->G * (double)g->R * (double)g3_K(g) * (double)g3_L(g);
 }
 
 /* cols[n,g] = W_g @ vol2col(img[n,g]) */
 static int unfold_mm(vl_dtype dt, const g3 *g, int64_t N, const char *img, const char *w, char *cols) {
   size_t es = vl_dtype_size(dt);
   int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W;
-  plan3 p = plan_begin(g, N);
+  batch_plan p = plan_begin(work3(g, N), N);
   vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * K * L, 1), dt);
   if (buf == NULL) {
     plan_end(&p);
@@ -174,7 +133,7 @@ static int unfold_mm(vl_dtype dt, const g3 *g, int64_t N, const char *img, const
 static int mm_fold(vl_dtype dt, const g3 *g, int64_t N, const char *cols, const char *w, char *img) {
   size_t es = vl_dtype_size(dt);
   int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W;
-  plan3 p = plan_begin(g, N);
+  batch_plan p = plan_begin(work3(g, N), N);
   vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * K * L, 1), dt);
   if (buf == NULL) {
     plan_end(&p);
@@ -201,7 +160,7 @@ static int wgrad(vl_dtype dt, const g3 *g, int64_t N, const char *img, const cha
   size_t es = vl_dtype_size(dt);
   int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W, WN = g->G * g->R * K;
   memset(gw, 0, (size_t)WN * es);
-  plan3 p = plan_begin(g, N);
+  batch_plan p = plan_begin(work3(g, N), N);
   int64_t per = K * L + (p.par ? WN : 0);
   vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * per, 1), dt);
   if (buf == NULL) {
@@ -246,31 +205,6 @@ static int wgrad(vl_dtype dt, const g3 *g, int64_t N, const char *img, const cha
 
 /* ---- shared helpers ---- */
 
-typedef struct grad_guard {
-  bool was;
-} grad_guard;
-static grad_guard grad_off(void) {
-  grad_guard g = {vl_is_grad_enabled()};
-  vl_set_grad_enabled(false);
-  return g;
-}
-static void grad_restore(grad_guard g) { vl_set_grad_enabled(g.was); }
-static vl_dtype compute_dtype(vl_dtype dt) { return dt == VL_FLOAT64 ? VL_FLOAT64 : VL_FLOAT32; }
-
-static vl_tensor *working(const vl_tensor *t, vl_dtype cdt) {
-  vl_tensor *c = vl_to_dtype(t, cdt);
-  if (c == NULL) return NULL;
-  vl_tensor *r = vl_contiguous(c);
-  vl_tensor_release(c);
-  return r;
-}
-
-static int need_float(const char *op, const char *what, const vl_tensor *t) {
-  if (!vl_dtype_is_float(t->dtype))
-    return vl_error(VL_EDTYPE, "%s: expected a floating-point %s, got %s (convert it with :to(\"float32\"))", op,
-                    what, vl_dtype_name(t->dtype));
-  return VL_OK;
-}
 
 static int check3(const char *op, const char *what, const int64_t v[3], int64_t min) {
   for (int i = 0; i < 3; i++)
@@ -281,18 +215,6 @@ static int check3(const char *op, const char *what, const int64_t v[3], int64_t 
   return VL_OK;
 }
 
-typedef vl_tensor *(*batched_fn)(const vl_tensor *x, const void *args);
-
-static vl_tensor *unbatched(const vl_tensor *x, batched_fn fn, const void *args) {
-  vl_tensor *xb = vl_unsqueeze(x, 0);
-  if (xb == NULL) return NULL;
-  vl_tensor *y = fn(xb, args);
-  vl_tensor_release(xb);
-  if (y == NULL) return NULL;
-  vl_tensor *r = vl_squeeze(y, 0);
-  vl_tensor_release(y);
-  return r;
-}
 
 static vl_tensor *any_batch(const vl_tensor *x, batched_fn fn, const void *args) {
   return x->ndim == 4 ? unbatched(x, fn, args) : fn(x, args);
@@ -505,13 +427,6 @@ typedef struct p3 {
   vl_tensor **indices;
 } p3;
 
-static int64_t pool_out(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode) {
-  int64_t num = in + 2 * pad - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s);
-  int64_t o = q + 1;
-  if (ceil_mode && (o - 1) * s >= in + pad) o--;
-  return o;
-}
 
 /* window of output position o along dim i: [lo, hi) in the input, and the
    (count_include_pad) window size. */
