@@ -1,5 +1,5 @@
--- vl.nn.layers — Linear, Conv1d/Conv2d/ConvTranspose2d, MaxPool2d/AvgPool2d/
--- AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, RMSNorm, GroupNorm, Dropout,
+-- vl.nn.layers — Linear, Conv1d/Conv2d/ConvTranspose2d, MaxPool2d/3d, AvgPool2d/3d,
+-- AdaptiveAvgPool2d/3d, BatchNorm1d/2d, LayerNorm, RMSNorm, GroupNorm, Dropout,
 -- Embedding, Identity, Flatten and the activation modules.
 local vl = require "vl"
 local module = require "vl.nn.module"
@@ -196,63 +196,83 @@ end
 
 -- Pooling ---------------------------------------------------------------------
 
---- nn.MaxPool2d(kernel_size, {stride = kernel_size, padding = 0, dilation = 1, ceil_mode, return_indices})
--- With return_indices the module returns (values, 1-based indices).
-local MaxPool2d = Module:extend("MaxPool2d")
-M.MaxPool2d = MaxPool2d
-function MaxPool2d:init(kernel_size, opts)
-  opts = opts or {}
-  self.kernel_size = kernel_size
-  ntuple(kernel_size, 2, "kernel_size", "MaxPool2d")
-  self.stride = opts.stride or kernel_size
-  self.padding = opts.padding or 0
-  self.dilation = opts.dilation or 1
-  self.ceil_mode = opts.ceil_mode or false
-  self.return_indices = opts.return_indices or false
-end
-function MaxPool2d:extra_repr()
-  return fmt("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", tuple_str(self.kernel_size),
-    tuple_str(self.stride), tuple_str(self.padding), tuple_str(self.dilation), bool_str(self.ceil_mode))
-end
-function MaxPool2d:forward(x)
-  check_input(self, x)
-  return op("max_pool2d")(x, self.kernel_size, { stride = self.stride, padding = self.padding,
-    dilation = self.dilation, ceil_mode = self.ceil_mode, return_indices = self.return_indices })
+-- The 2-D and 3-D pooling modules differ only in their dimension count n:
+-- one class per kind, made for each n.
+
+--- nn.MaxPool2d / nn.MaxPool3d(kernel_size, {stride = kernel_size, padding = 0, dilation = 1, ceil_mode,
+-- return_indices}). With return_indices the module returns (values, 1-based indices in the flattened
+-- spatial dims).
+local function max_pool_class(n)
+  local name = fmt("MaxPool%dd", n)
+  local C = Module:extend(name)
+  function C:init(kernel_size, opts)
+    opts = opts or {}
+    self.kernel_size = kernel_size
+    ntuple(kernel_size, n, "kernel_size", name)
+    self.stride = opts.stride or kernel_size
+    self.padding = opts.padding or 0
+    self.dilation = opts.dilation or 1
+    self.ceil_mode = opts.ceil_mode or false
+    self.return_indices = opts.return_indices or false
+  end
+  function C:extra_repr()
+    return fmt("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", tuple_str(self.kernel_size),
+      tuple_str(self.stride), tuple_str(self.padding), tuple_str(self.dilation), bool_str(self.ceil_mode))
+  end
+  function C:forward(x)
+    check_input(self, x)
+    return op(fmt("max_pool%dd", n))(x, self.kernel_size, { stride = self.stride, padding = self.padding,
+      dilation = self.dilation, ceil_mode = self.ceil_mode, return_indices = self.return_indices })
+  end
+  return C
 end
 
---- nn.AvgPool2d(kernel_size, {stride = kernel_size, padding = 0, ceil_mode, count_include_pad = true})
-local AvgPool2d = Module:extend("AvgPool2d")
-M.AvgPool2d = AvgPool2d
-function AvgPool2d:init(kernel_size, opts)
-  opts = opts or {}
-  ntuple(kernel_size, 2, "kernel_size", "AvgPool2d")
-  self.kernel_size = kernel_size
-  self.stride = opts.stride or kernel_size
-  self.padding = opts.padding or 0
-  self.ceil_mode = opts.ceil_mode or false
-  self.count_include_pad = opts.count_include_pad ~= false
-end
-function AvgPool2d:extra_repr()
-  return fmt("kernel_size=%s, stride=%s, padding=%s", tuple_str(self.kernel_size), tuple_str(self.stride),
-    tuple_str(self.padding))
-end
-function AvgPool2d:forward(x)
-  check_input(self, x)
-  return op("avg_pool2d")(x, self.kernel_size, { stride = self.stride, padding = self.padding,
-    ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad })
+--- nn.AvgPool2d / nn.AvgPool3d(kernel_size, {stride = kernel_size, padding = 0, ceil_mode,
+-- count_include_pad = true})
+local function avg_pool_class(n)
+  local name = fmt("AvgPool%dd", n)
+  local C = Module:extend(name)
+  function C:init(kernel_size, opts)
+    opts = opts or {}
+    ntuple(kernel_size, n, "kernel_size", name)
+    self.kernel_size = kernel_size
+    self.stride = opts.stride or kernel_size
+    self.padding = opts.padding or 0
+    self.ceil_mode = opts.ceil_mode or false
+    self.count_include_pad = opts.count_include_pad ~= false
+  end
+  function C:extra_repr()
+    return fmt("kernel_size=%s, stride=%s, padding=%s", tuple_str(self.kernel_size), tuple_str(self.stride),
+      tuple_str(self.padding))
+  end
+  function C:forward(x)
+    check_input(self, x)
+    return op(fmt("avg_pool%dd", n))(x, self.kernel_size, { stride = self.stride, padding = self.padding,
+      ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad })
+  end
+  return C
 end
 
---- nn.AdaptiveAvgPool2d(output_size) -- output_size n or {h, w}.
-local AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
-M.AdaptiveAvgPool2d = AdaptiveAvgPool2d
-function AdaptiveAvgPool2d:init(output_size)
-  ntuple(output_size, 2, "output_size", "AdaptiveAvgPool2d")
-  self.output_size = output_size
+--- nn.AdaptiveAvgPool2d / nn.AdaptiveAvgPool3d(output_size) -- output_size a number or n sizes.
+local function adaptive_avg_pool_class(n)
+  local name = fmt("AdaptiveAvgPool%dd", n)
+  local C = Module:extend(name)
+  function C:init(output_size)
+    ntuple(output_size, n, "output_size", name)
+    self.output_size = output_size
+  end
+  function C:extra_repr() return "output_size=" .. tuple_str(self.output_size) end
+  function C:forward(x)
+    check_input(self, x)
+    return op(fmt("adaptive_avg_pool%dd", n))(x, self.output_size)
+  end
+  return C
 end
-function AdaptiveAvgPool2d:extra_repr() return "output_size=" .. tuple_str(self.output_size) end
-function AdaptiveAvgPool2d:forward(x)
-  check_input(self, x)
-  return op("adaptive_avg_pool2d")(x, self.output_size)
+
+for _, n in ipairs({ 2, 3 }) do
+  M[fmt("MaxPool%dd", n)] = max_pool_class(n)
+  M[fmt("AvgPool%dd", n)] = avg_pool_class(n)
+  M[fmt("AdaptiveAvgPool%dd", n)] = adaptive_avg_pool_class(n)
 end
 
 -- Normalisation ---------------------------------------------------------------

@@ -1,6 +1,6 @@
--- vl.nn.layers3d — Conv3d, MaxPool3d, AvgPool3d, AdaptiveAvgPool3d (NCDHW
--- volumes: video clips, medical scans), with PyTorch's names, defaults and
--- initialisation (as nn.Conv2d and the 2-d pools in vl.nn.layers).
+-- vl.nn.layers3d — Conv3d (NCDHW volumes: video clips, medical scans), with
+-- PyTorch's names, defaults and initialisation (as nn.Conv2d in
+-- vl.nn.layers, which also makes the 3-d pools).
 local vl = require "vl"
 local module = require "vl.nn.module"
 local init = require "vl.nn.weight_init"
@@ -14,7 +14,6 @@ local reset_linear_like = init._reset_linear_like
 local shape_str, check_int, ntuple, tuple_str = util.shape_str, util.check_int, util.ntuple, util.tuple_str
 local check_input, op = util.check_input, util.op
 
-local function bool_str(b) return b and "true" or "false" end
 
 --- nn.Conv3d(in, out, kernel_size, {stride, padding (n|{d,h,w}|"same"|"valid"), dilation, groups, bias, dtype})
 -- Weight [out, in/groups, kD, kH, kW], bias [out]; both uniform in
@@ -98,65 +97,6 @@ function Conv3d:forward(x)
   end
   return op("conv3d")(x, self.weight, self.bias,
     { stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups })
-end
-
---- nn.MaxPool3d(kernel_size, {stride = kernel_size, padding = 0, dilation = 1, ceil_mode, return_indices})
--- With return_indices the module returns (values, 1-based indices in D*H*W).
-local MaxPool3d = Module:extend("MaxPool3d")
-M.MaxPool3d = MaxPool3d
-function MaxPool3d:init(kernel_size, opts)
-  opts = opts or {}
-  ntuple(kernel_size, 3, "kernel_size", "MaxPool3d")
-  self.kernel_size = kernel_size
-  self.stride = opts.stride or kernel_size
-  self.padding = opts.padding or 0
-  self.dilation = opts.dilation or 1
-  self.ceil_mode = opts.ceil_mode or false
-  self.return_indices = opts.return_indices or false
-end
-function MaxPool3d:extra_repr()
-  return fmt("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", tuple_str(self.kernel_size),
-    tuple_str(self.stride), tuple_str(self.padding), tuple_str(self.dilation), bool_str(self.ceil_mode))
-end
-function MaxPool3d:forward(x)
-  check_input(self, x)
-  return op("max_pool3d")(x, self.kernel_size, { stride = self.stride, padding = self.padding,
-    dilation = self.dilation, ceil_mode = self.ceil_mode, return_indices = self.return_indices })
-end
-
---- nn.AvgPool3d(kernel_size, {stride = kernel_size, padding = 0, ceil_mode, count_include_pad = true})
-local AvgPool3d = Module:extend("AvgPool3d")
-M.AvgPool3d = AvgPool3d
-function AvgPool3d:init(kernel_size, opts)
-  opts = opts or {}
-  ntuple(kernel_size, 3, "kernel_size", "AvgPool3d")
-  self.kernel_size = kernel_size
-  self.stride = opts.stride or kernel_size
-  self.padding = opts.padding or 0
-  self.ceil_mode = opts.ceil_mode or false
-  self.count_include_pad = opts.count_include_pad ~= false
-end
-function AvgPool3d:extra_repr()
-  return fmt("kernel_size=%s, stride=%s, padding=%s", tuple_str(self.kernel_size), tuple_str(self.stride),
-    tuple_str(self.padding))
-end
-function AvgPool3d:forward(x)
-  check_input(self, x)
-  return op("avg_pool3d")(x, self.kernel_size, { stride = self.stride, padding = self.padding,
-    ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad })
-end
-
---- nn.AdaptiveAvgPool3d(output_size) -- output_size n or {d, h, w}.
-local AdaptiveAvgPool3d = Module:extend("AdaptiveAvgPool3d")
-M.AdaptiveAvgPool3d = AdaptiveAvgPool3d
-function AdaptiveAvgPool3d:init(output_size)
-  ntuple(output_size, 3, "output_size", "AdaptiveAvgPool3d")
-  self.output_size = output_size
-end
-function AdaptiveAvgPool3d:extra_repr() return "output_size=" .. tuple_str(self.output_size) end
-function AdaptiveAvgPool3d:forward(x)
-  check_input(self, x)
-  return op("adaptive_avg_pool3d")(x, self.output_size)
 end
 
 return M
