@@ -473,17 +473,7 @@ M.presets = {
   vim_small = { image_size = 224, patch_size = 16, d_model = 384, depth = 24 },
 }
 
-for name, p in pairs(M.presets) do
-  --- mamba.vim_tiny([overrides]), mamba.vim_small(...)
-  M[name] = function(overrides)
-    if overrides ~= nil and type(overrides) ~= "table" then
-      error(fmt("mamba.%s: overrides must be a table, got %s", name, type(overrides)), 2)
-    end
-    local c = {}
-    for k, v in pairs(p) do c[k] = v end
-    for k, v in pairs(overrides or {}) do c[k] = v end
-    return VisionMamba(c)
-  end
-end
+--- mamba.vim_tiny([overrides]), mamba.vim_small(...)
+util.add_presets(M, "mamba", M.presets, VisionMamba)
 
 return M

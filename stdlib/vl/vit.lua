@@ -351,17 +351,7 @@ M.presets = {
   vit_base_16 = { image_size = 224, patch_size = 16, hidden_dim = 768, num_layers = 12, num_heads = 12, mlp_dim = 3072 },
 }
 
-for name, p in pairs(M.presets) do
-  --- vit.vit_tiny_16([overrides]), vit.vit_small_16(...), vit.vit_base_16(...)
-  M[name] = function(overrides)
-    if overrides ~= nil and type(overrides) ~= "table" then
-      error(fmt("vit.%s: overrides must be a table, got %s", name, type(overrides)), 2)
-    end
-    local c = {}
-    for k, v in pairs(p) do c[k] = v end
-    for k, v in pairs(overrides or {}) do c[k] = v end
-    return VisionTransformer(c)
-  end
-end
+--- vit.vit_tiny_16([overrides]), vit.vit_small_16(...), vit.vit_base_16(...)
+util.add_presets(M, "vit", M.presets, VisionTransformer)
 
 return M

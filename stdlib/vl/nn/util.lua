@@ -85,4 +85,20 @@ M.no_grad = no_grad
 M.check_input = check_input
 M.op = op
 
+-- add_presets(M, "vit", presets, ctor): for each presets[name] (a table of
+-- constructor arguments) set M[name](overrides) = ctor(preset + overrides).
+function M.add_presets(mod, modname, presets, ctor)
+  for name, p in pairs(presets) do
+    mod[name] = function(overrides)
+      if overrides ~= nil and type(overrides) ~= "table" then
+        error(string.format("%s.%s: overrides must be a table, got %s", modname, name, type(overrides)), 2)
+      end
+      local c = {}
+      for k, v in pairs(p) do c[k] = v end
+      for k, v in pairs(overrides or {}) do c[k] = v end
+      return ctor(c)
+    end
+  end
+end
+
 return M
