@@ -13,7 +13,9 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 CC      ?= cc
 
-PKGS      := lua5.4 openblas
+# FFmpeg (media I/O), libsndfile (audio files), FFTW3 (STFT) come with the
+# Debian -dev packages scripts/setup.sh installs.
+PKGS      := lua5.4 openblas libavformat libavcodec libswscale libswresample libavutil sndfile fftw3f fftw3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -5,10 +5,11 @@
 set -eu
 
 PACKAGES="gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libreadline-dev zlib1g-dev \
-libcmocka-dev lua-busted libcjson-dev dataset-fashion-mnist"
+libcmocka-dev lua-busted libcjson-dev dataset-fashion-mnist \
+libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev libsndfile1-dev libfftw3-dev"
 # Extra packages for `make bench` and `make fixtures` (peers and references).
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES="$PACKAGES python3-numpy python3-torch python3-torchvision"
+  PACKAGES="$PACKAGES python3-numpy python3-torch python3-torchvision python3-opencv python3-scipy ffmpeg autodock-vina"
 fi
 
 missing=""
