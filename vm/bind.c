@@ -11,6 +11,32 @@
 /* Registration                                                         */
 /* ------------------------------------------------------------------ */
 
+/* Register a NULL-terminated list into the sub-table vl.<name> (vl.fft,
+ * vl.video, vl.audio ...), creating it on first use: several bindings may
+ * fill one namespace (media I/O and frame interpolation both live in
+ * vl.video). `where` is ignored; docs are keyed by function as usual. */
+void vlua_register_in(lua_State *L, const char *name, const vlua_Reg *regs) {
+  lua_getfield(L, LUA_REGISTRYINDEX, VLUA_REG_MODULE);
+  lua_getfield(L, LUA_REGISTRYINDEX, VLUA_REG_DOCS);
+  int module = lua_absindex(L, -2), docs = lua_absindex(L, -1);
+  if (lua_getfield(L, module, name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, module, name);
+  }
+  for (const vlua_Reg *r = regs; r->name != NULL; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+    if (r->doc) {
+      lua_pushcfunction(L, r->func);
+      lua_pushstring(L, r->doc);
+      lua_rawset(L, docs);
+    }
+  }
+  lua_pop(L, 3);
+}
+
 void vlua_register(lua_State *L, const vlua_Reg *regs) {
   lua_getfield(L, LUA_REGISTRYINDEX, VLUA_REG_MODULE);
   lua_getfield(L, LUA_REGISTRYINDEX, VLUA_REG_METHODS);

@@ -36,6 +36,8 @@ typedef struct vlua_Reg {
 
 /* Register a NULL-terminated list into vl and/or the tensor methods. */
 void vlua_register(lua_State *L, const vlua_Reg *regs);
+/* The same into the sub-table vl.<name>, created on first use. */
+void vlua_register_in(lua_State *L, const char *name, const vlua_Reg *regs);
 
 /* Tensor userdata. */
 typedef struct vlua_TensorBox {

@@ -86,18 +86,4 @@ static const vlua_Reg fft_regs[] = {
     {NULL, NULL, 0, NULL},
 };
 
-void vlua_open_fft(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, VLUA_REG_MODULE);
-  lua_getfield(L, LUA_REGISTRYINDEX, VLUA_REG_DOCS);
-  int module = lua_absindex(L, -2), docs = lua_absindex(L, -1);
-  lua_newtable(L);
-  for (const vlua_Reg *r = fft_regs; r->name; r++) {
-    lua_pushcfunction(L, r->func);
-    lua_setfield(L, -2, r->name);
-    lua_pushcfunction(L, r->func);
-    lua_pushstring(L, r->doc);
-    lua_rawset(L, docs);
-  }
-  lua_setfield(L, module, "fft");
-  lua_pop(L, 2);
-}
+void vlua_open_fft(lua_State *L) { vlua_register_in(L, "fft", fft_regs); }
