@@ -120,7 +120,9 @@ fuzz:
 bench:
 	@sh scripts/setup.sh --bench
 	@$(MAKE) --no-print-directory all
-	@for f in scripts/bench/*.lua; do echo "== $$f"; $(BUILD)/vlua $$f || exit 1; done
+	@# video_*.lua are the parts scripts/bench/video.lua runs in turn
+	@for f in scripts/bench/*.lua; do case $$f in */video_*.lua) continue;; esac; \
+	  echo "== $$f"; $(BUILD)/vlua $$f || exit 1; done
 
 fixtures:
 	@sh scripts/setup.sh --bench
@@ -146,7 +148,7 @@ clean:
 	rm -rf build build-asan build-*
 
 # man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
-MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops nn attention ssm nn_lua s4d transformer vit mamba optim io
+MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops flow nn attention ssm nn_lua s4d transformer vit video_models video_data mamba optim io audio media
 .PHONY: man
 man:
 	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

@@ -6,10 +6,11 @@
 **   forward      y[n,g]  = W_g @ vol2col(x[n,g])
 **   grad input   gx[n,g] = col2vol(W_g^T @ gy[n,g])
 **   grad weight  gW_g    = sum_n gy[n,g] @ vol2col(x[n,g])^T
-** with W seen as [O, C/G*kD*kH*kW]. With at least two images and more
-** than one thread, images go over OpenMP threads (each with its own column
-** buffer, OpenBLAS single-threaded inside; grad-weight partial sums per
-** thread, added in thread order).
+** with W seen as [O, C/G*kD*kH*kW]. vol2col and its GEMMs run on tiles
+** of output positions (a column buffer of about 4 MB, reused). With at
+** least two images and more than one thread, images go over OpenMP
+** threads (each with its own column buffer, OpenBLAS single-threaded
+** inside; grad-weight partial sums per thread, added in thread order).
 **
 ** dtypes: float32 and float64 (float16/bfloat16 computed in float32);
 ** inputs of any layout are made contiguous first. Unbatched [C,D,H,W]
@@ -36,66 +37,99 @@ typedef struct g3 {
 static inline int64_t g3_K(const g3 *g) { return g->Ci * g->k[0] * g->k[1] * g->k[2]; }
 static inline int64_t g3_L(const g3 *g) { return g->OD * g->OH * g->OW; }
 
+/* vol2col works on tiles of output columns [l0, l0 + lc) (positions
+   (od, oh, ow) in row-major order), so that the column buffer stays small
+   (C3_TILE_BYTES) and cache-warm between the copy and its GEMM, instead of
+   a K x L buffer of hundreds of MB whose fresh pages cost more than the
+   GEMM. Each row r of the tile is one (channel, kd, kh, kw); a tile row
+   is copied as runs along ow. */
+/* The kernel taps [lo, hi) of a window starting at `start` (dilation d,
+   k taps) that fall inside [0, n). */
+static inline void krange(int64_t start, int64_t d, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
+  *lo = start < 0 ? VL_MIN((-start + d - 1) / d, k) : 0;
+  *hi = start >= n ? 0 : VL_MIN(k, (n - 1 - start) / d + 1);
+  if (*hi < *lo) *hi = *lo;
+}
+
+#define C3_TILE_BYTES ((int64_t)4 << 20)
+#define C3_TILE_MIN 256
+
+static int64_t g3_tile(const g3 *g, size_t es) {
+  int64_t K = VL_MAX(g3_K(g), 1), L = g3_L(g);
+  int64_t t = VL_MAX(C3_TILE_BYTES / (K * (int64_t)es), C3_TILE_MIN);
+  return VL_MAX(VL_MIN(t, L), 1);
+}
+
 #define DEFINE_VOL2COL(T)                                                                            \
-  static void vol2col_row_##T(const g3 *g, const T *restrict img, T *restrict row, int64_t r) {      \
-    int64_t kk = g->k[0] * g->k[1] * g->k[2];                                                        \
-    int64_t c = r / kk, q = r % kk;                                                                  \
-    int64_t kd = q / (g->k[1] * g->k[2]), kh = (q / g->k[2]) % g->k[1], kw = q % g->k[2];           \
-    const T *restrict vol = img + c * g->D * g->H * g->W;                                            \
-    for (int64_t od = 0; od < g->OD; od++) {                                                         \
-      int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];                                            \
-      for (int64_t oh = 0; oh < g->OH; oh++) {                                                       \
+  static void vol2col_##T(const g3 *g, const T *restrict img, T *restrict col, int64_t l0, int64_t lc) { \
+    int64_t kk = g->k[0] * g->k[1] * g->k[2], rows = g3_K(g), plane = g->OH * g->OW;                 \
+    for (int64_t r = 0; r < rows; r++) {                                                             \
+      int64_t c = r / kk, q = r % kk;                                                                \
+      int64_t kd = q / (g->k[1] * g->k[2]), kh = (q / g->k[2]) % g->k[1], kw = q % g->k[2];         \
+      const T *restrict vol = img + c * g->D * g->H * g->W;                                          \
+      T *restrict dst = col + r * lc;                                                                \
+      for (int64_t l = l0, end = l0 + lc; l < end;) {                                                \
+        int64_t od = l / plane, oh = (l % plane) / g->OW, ow0 = l % g->OW;                           \
+        int64_t n = VL_MIN(g->OW - ow0, end - l);                                                    \
+        int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];                                          \
         int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];                                          \
-        T *restrict dst = row + (od * g->OH + oh) * g->OW;                                           \
-        bool in = id >= 0 && id < g->D && ih >= 0 && ih < g->H;                                      \
-        const T *restrict src = in ? vol + (id * g->H + ih) * g->W : NULL;                          \
-        for (int64_t ow = 0; ow < g->OW; ow++) {                                                     \
-          int64_t iw = ow * g->s[2] - g->p[2] + kw * g->d[2];                                        \
-          dst[ow] = in && iw >= 0 && iw < g->W ? src[iw] : (T)0;                                     \
+        T *restrict d = dst + (l - l0);                                                              \
+        if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {                                          \
+          memset(d, 0, (size_t)n * sizeof(T));                                                       \
+        } else {                                                                                     \
+          const T *restrict src = vol + (id * g->H + ih) * g->W;                                     \
+          int64_t sw = g->s[2], off = kw * g->d[2] - g->p[2], jl, jh;                                \
+          krange(ow0 * sw + off, sw, n, g->W, &jl, &jh);                                             \
+          if (jl > 0) memset(d, 0, (size_t)jl * sizeof(T));                                          \
+          if (jh < n) memset(d + jh, 0, (size_t)(n - jh) * sizeof(T));                               \
+          const T *restrict sp = src + (ow0 + jl) * sw + off;                                        \
+          if (sw == 1) memcpy(d + jl, sp, (size_t)(jh - jl) * sizeof(T));                            \
+          else                                                                                       \
+            for (int64_t j = 0; j < jh - jl; j++) d[jl + j] = sp[j * sw];                            \
         }                                                                                            \
+        l += n;                                                                                      \
       }                                                                                              \
     }                                                                                                \
   }                                                                                                  \
-  static void vol2col_##T(const g3 *g, const T *img, T *col) {                                       \
-    int64_t rows = g3_K(g), L = g3_L(g);                                                             \
-    for (int64_t r = 0; r < rows; r++) vol2col_row_##T(g, img, col + r * L, r);                      \
-  }                                                                                                  \
-  /* img (zeroed here) += the columns put back */                                                    \
-  static void col2vol_##T(const g3 *g, const T *restrict col, T *restrict img) {                     \
-    int64_t kk = g->k[0] * g->k[1] * g->k[2], L = g3_L(g), DHW = g->D * g->H * g->W;                 \
-    memset(img, 0, (size_t)(g->Ci * DHW) * sizeof(T));                                               \
-    for (int64_t r = 0; r < g->Ci * kk; r++) {                                                       \
+  /* img += the tile's columns put back (img zeroed by the caller) */                               \
+  static void col2vol_##T(const g3 *g, const T *restrict col, T *restrict img, int64_t l0, int64_t lc) { \
+    int64_t kk = g->k[0] * g->k[1] * g->k[2], rows = g3_K(g), plane = g->OH * g->OW;                 \
+    for (int64_t r = 0; r < rows; r++) {                                                             \
       int64_t c = r / kk, q = r % kk;                                                                \
       int64_t kd = q / (g->k[1] * g->k[2]), kh = (q / g->k[2]) % g->k[1], kw = q % g->k[2];         \
-      T *restrict vol = img + c * DHW;                                                               \
-      const T *restrict row = col + r * L;                                                           \
-      for (int64_t od = 0; od < g->OD; od++) {                                                       \
+      T *restrict vol = img + c * g->D * g->H * g->W;                                                \
+      const T *restrict src = col + r * lc;                                                          \
+      for (int64_t l = l0, end = l0 + lc; l < end;) {                                                \
+        int64_t od = l / plane, oh = (l % plane) / g->OW, ow0 = l % g->OW;                           \
+        int64_t n = VL_MIN(g->OW - ow0, end - l);                                                    \
         int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];                                          \
-        if (id < 0 || id >= g->D) continue;                                                          \
-        for (int64_t oh = 0; oh < g->OH; oh++) {                                                     \
-          int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];                                        \
-          if (ih < 0 || ih >= g->H) continue;                                                        \
+        int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];                                          \
+        if (id >= 0 && id < g->D && ih >= 0 && ih < g->H) {                                          \
           T *restrict dst = vol + (id * g->H + ih) * g->W;                                           \
-          const T *restrict src = row + (od * g->OH + oh) * g->OW;                                   \
-          for (int64_t ow = 0; ow < g->OW; ow++) {                                                   \
-            int64_t iw = ow * g->s[2] - g->p[2] + kw * g->d[2];                                      \
-            if (iw >= 0 && iw < g->W) dst[iw] += src[ow];                                            \
-          }                                                                                          \
+          const T *restrict s = src + (l - l0);                                                      \
+          int64_t sw = g->s[2], off = kw * g->d[2] - g->p[2], jl, jh;                                \
+          krange(ow0 * sw + off, sw, n, g->W, &jl, &jh);                                             \
+          T *restrict dp = dst + (ow0 + jl) * sw + off;                                              \
+          if (sw == 1)                                                                               \
+            for (int64_t j = 0; j < jh - jl; j++) dp[j] += s[jl + j];                                \
+          else                                                                                       \
+            for (int64_t j = 0; j < jh - jl; j++) dp[j * sw] += s[jl + j];                           \
         }                                                                                            \
+        l += n;                                                                                      \
       }                                                                                              \
     }                                                                                                \
   }
 DEFINE_VOL2COL(float)
 DEFINE_VOL2COL(double)
 
-static void vol2col(vl_dtype dt, const g3 *g, const void *img, void *col) {
-  if (dt == VL_FLOAT32) vol2col_float(g, img, col);
-  else vol2col_double(g, img, col);
+static void vol2col(vl_dtype dt, const g3 *g, const void *img, void *col, int64_t l0, int64_t lc) {
+  if (dt == VL_FLOAT32) vol2col_float(g, img, col, l0, lc);
+  else vol2col_double(g, img, col, l0, lc);
 }
 
-static void col2vol(vl_dtype dt, const g3 *g, const void *col, void *img) {
-  if (dt == VL_FLOAT32) col2vol_float(g, col, img);
-  else col2vol_double(g, col, img);
+static void col2vol(vl_dtype dt, const g3 *g, const void *col, void *img, int64_t l0, int64_t lc) {
+  if (dt == VL_FLOAT32) col2vol_float(g, col, img, l0, lc);
+  else col2vol_double(g, col, img, l0, lc);
 }
 
 /* The multiply-adds of a batch's GEMMs (for plan_begin). */
@@ -103,12 +137,12 @@ static double work3(const g3 *g, int64_t N) {
   return (double)N * (double)g->G * (double)g->R * (double)g3_K(g) * (double)g3_L(g);
 }
 
-/* cols[n,g] = W_g @ vol2col(img[n,g]) */
+/* cols[n,g] = W_g @ vol2col(img[n,g]), tile by tile */
 static int unfold_mm(vl_dtype dt, const g3 *g, int64_t N, const char *img, const char *w, char *cols) {
   size_t es = vl_dtype_size(dt);
-  int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W;
+  int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W, LT = g3_tile(g, es);
   batch_plan p = plan_begin(work3(g, N), N);
-  vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * K * L, 1), dt);
+  vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * K * LT, 1), dt);
   if (buf == NULL) {
     plan_end(&p);
     return vl_last_status();
@@ -116,12 +150,16 @@ static int unfold_mm(vl_dtype dt, const g3 *g, int64_t N, const char *img, const
   char *bufp = vl_data_ptr(buf);
 #pragma omp parallel for if (p.par) num_threads(p.nthreads) schedule(static)
   for (int64_t n = 0; n < N; n++) {
-    char *col = bufp + (size_t)(omp_get_thread_num() * K * L) * es;
+    char *col = bufp + (size_t)(omp_get_thread_num() * K * LT) * es;
     for (int64_t gi = 0; gi < g->G; gi++) {
       const char *im = img + (size_t)((n * g->G + gi) * g->Ci * DHW) * es;
-      vol2col(dt, g, im, col);
-      gemm(dt, false, false, g->R, L, K, w + (size_t)(gi * g->R * K) * es, K, col, L, 0,
-           cols + (size_t)((n * g->G + gi) * g->R * L) * es, L);
+      char *out = cols + (size_t)((n * g->G + gi) * g->R * L) * es;
+      for (int64_t l0 = 0; l0 < L; l0 += LT) {
+        int64_t lc = VL_MIN(LT, L - l0);
+        vol2col(dt, g, im, col, l0, lc);
+        gemm(dt, false, false, g->R, lc, K, w + (size_t)(gi * g->R * K) * es, K, col, lc, 0,
+             out + (size_t)l0 * es, L);
+      }
     }
   }
   plan_end(&p);
@@ -129,12 +167,12 @@ static int unfold_mm(vl_dtype dt, const g3 *g, int64_t N, const char *img, const
   return VL_OK;
 }
 
-/* img[n,g] = col2vol(W_g^T @ cols[n,g]) */
+/* img[n,g] = col2vol(W_g^T @ cols[n,g]), tile by tile */
 static int mm_fold(vl_dtype dt, const g3 *g, int64_t N, const char *cols, const char *w, char *img) {
   size_t es = vl_dtype_size(dt);
-  int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W;
+  int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W, LT = g3_tile(g, es);
   batch_plan p = plan_begin(work3(g, N), N);
-  vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * K * L, 1), dt);
+  vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * K * LT, 1), dt);
   if (buf == NULL) {
     plan_end(&p);
     return vl_last_status();
@@ -142,12 +180,16 @@ static int mm_fold(vl_dtype dt, const g3 *g, int64_t N, const char *cols, const 
   char *bufp = vl_data_ptr(buf);
 #pragma omp parallel for if (p.par) num_threads(p.nthreads) schedule(static)
   for (int64_t n = 0; n < N; n++) {
-    char *col = bufp + (size_t)(omp_get_thread_num() * K * L) * es;
+    char *col = bufp + (size_t)(omp_get_thread_num() * K * LT) * es;
     for (int64_t gi = 0; gi < g->G; gi++) {
       char *im = img + (size_t)((n * g->G + gi) * g->Ci * DHW) * es;
-      gemm(dt, true, false, K, L, g->R, w + (size_t)(gi * g->R * K) * es, K,
-           cols + (size_t)((n * g->G + gi) * g->R * L) * es, L, 0, col, L);
-      col2vol(dt, g, col, im);
+      const char *in = cols + (size_t)((n * g->G + gi) * g->R * L) * es;
+      memset(im, 0, (size_t)(g->Ci * DHW) * es);
+      for (int64_t l0 = 0; l0 < L; l0 += LT) {
+        int64_t lc = VL_MIN(LT, L - l0);
+        gemm(dt, true, false, K, lc, g->R, w + (size_t)(gi * g->R * K) * es, K, in + (size_t)l0 * es, L, 0, col, lc);
+        col2vol(dt, g, col, im, l0, lc);
+      }
     }
   }
   plan_end(&p);
@@ -155,13 +197,13 @@ static int mm_fold(vl_dtype dt, const g3 *g, int64_t N, const char *cols, const 
   return VL_OK;
 }
 
-/* gw[g] = sum_n cols[n,g] @ vol2col(img[n,g])^T */
+/* gw[g] = sum_n cols[n,g] @ vol2col(img[n,g])^T, tile by tile */
 static int wgrad(vl_dtype dt, const g3 *g, int64_t N, const char *img, const char *cols, char *gw) {
   size_t es = vl_dtype_size(dt);
-  int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W, WN = g->G * g->R * K;
+  int64_t K = g3_K(g), L = g3_L(g), DHW = g->D * g->H * g->W, WN = g->G * g->R * K, LT = g3_tile(g, es);
   memset(gw, 0, (size_t)WN * es);
   batch_plan p = plan_begin(work3(g, N), N);
-  int64_t per = K * L + (p.par ? WN : 0);
+  int64_t per = K * LT + (p.par ? WN : 0);
   vl_tensor *buf = scratch(VL_MAX((int64_t)p.nthreads * per, 1), dt);
   if (buf == NULL) {
     plan_end(&p);
@@ -172,21 +214,24 @@ static int wgrad(vl_dtype dt, const g3 *g, int64_t N, const char *img, const cha
   {
     int tid = omp_get_thread_num();
     char *col = bufp + (size_t)(tid * per) * es;
-    char *acc = p.par ? col + (size_t)(K * L) * es : gw;
+    char *acc = p.par ? col + (size_t)(K * LT) * es : gw;
     if (p.par) memset(acc, 0, (size_t)WN * es);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; n++) {
       for (int64_t gi = 0; gi < g->G; gi++) {
         const char *im = img + (size_t)((n * g->G + gi) * g->Ci * DHW) * es;
-        vol2col(dt, g, im, col);
-        gemm(dt, false, true, g->R, K, L, cols + (size_t)((n * g->G + gi) * g->R * L) * es, L, col, L, 1,
-             acc + (size_t)(gi * g->R * K) * es, K);
+        const char *gy = cols + (size_t)((n * g->G + gi) * g->R * L) * es;
+        for (int64_t l0 = 0; l0 < L; l0 += LT) {
+          int64_t lc = VL_MIN(LT, L - l0);
+          vol2col(dt, g, im, col, l0, lc);
+          gemm(dt, false, true, g->R, K, lc, gy + (size_t)l0 * es, L, col, lc, 1, acc + (size_t)(gi * g->R * K) * es, K);
+        }
       }
     }
   }
   if (p.par) {
     for (int t = 0; t < p.nthreads; t++) {
-      const char *acc = bufp + (size_t)(t * per + K * L) * es;
+      const char *acc = bufp + (size_t)(t * per + K * LT) * es;
       if (dt == VL_FLOAT32) {
         float *restrict d = (float *)gw;
         const float *restrict s = (const float *)acc;
@@ -265,10 +310,22 @@ static int conv3d_backward(vl_node *nd, const vl_tensor *g, vl_tensor **gi) {
     if (gb == NULL) rc = vl_last_status();
     else {
       char *bp = vl_data_ptr(gb);
+#pragma omp parallel for if (N * C * S > VL_PARALLEL_GRAIN) schedule(static)
       for (int64_t c = 0; c < C; c++) {
         double s = 0;
-        for (int64_t n = 0; n < N; n++)
-          for (int64_t i = 0; i < S; i++) s += vl_load(gp, (n * C + c) * S + i, dt);
+        for (int64_t n = 0; n < N; n++) {
+          double r = 0;
+          if (dt == VL_FLOAT32) {
+            const float *restrict q = (const float *)gp + (n * C + c) * S;
+#pragma omp simd reduction(+ : r)
+            for (int64_t i = 0; i < S; i++) r += (double)q[i];
+          } else {
+            const double *restrict q = (const double *)gp + (n * C + c) * S;
+#pragma omp simd reduction(+ : r)
+            for (int64_t i = 0; i < S; i++) r += q[i];
+          }
+          s += r;
+        }
         vl_store(bp, c, dt, s);
       }
       if ((gi[2] = vl_ag_reduce_to(nd, 2, gb)) == NULL) rc = vl_last_status();
@@ -442,6 +499,208 @@ static inline void win(const p3 *a, int i, int64_t o, int64_t *lo, int64_t *hi, 
   *lo = VL_MAX(s, 0), *hi = VL_MIN(e, a->in[i]);
 }
 
+/* Per-plane kernels, typed (T = float, double). Max: windows scanned in
+   (kd, kh, kw) order, the first maximum wins a tie, the first NaN ends the
+   scan (it is the result). Avg: window sums over contiguous rows, divided
+   once. The plane loops over N*C planes run in parallel (OpenMP). */
+#define DEFINE_POOL3(T)                                                                                  \
+  static void maxpool_plane_##T(const p3 *a, const T *restrict x, T *restrict y, int64_t *restrict ip) {  \
+    int64_t o = 0, H = a->in[1], W = a->in[2];                                                           \
+    for (int64_t od = 0; od < a->out[0]; od++) {                                                         \
+      int64_t d0 = od * a->s[0] - a->p[0], dl, dh;                                                       \
+      krange(d0, a->d[0], a->k[0], a->in[0], &dl, &dh);                                                  \
+      for (int64_t oh = 0; oh < a->out[1]; oh++) {                                                       \
+        int64_t h0 = oh * a->s[1] - a->p[1], hl, hh;                                                     \
+        krange(h0, a->d[1], a->k[1], H, &hl, &hh);                                                       \
+        for (int64_t ow = 0; ow < a->out[2]; ow++, o++) {                                                \
+          int64_t w0 = ow * a->s[2] - a->p[2], wl, wh;                                                   \
+          krange(w0, a->d[2], a->k[2], W, &wl, &wh);                                                     \
+          T best = (T)-INFINITY;                                                                         \
+          int64_t bi = -1;                                                                               \
+          for (int64_t kd = dl; kd < dh; kd++)                                                           \
+            for (int64_t kh = hl; kh < hh; kh++) {                                                       \
+              int64_t base = ((d0 + kd * a->d[0]) * H + h0 + kh * a->d[1]) * W + w0;                    \
+              for (int64_t kw = wl; kw < wh; kw++) {                                                     \
+                int64_t q = base + kw * a->d[2];                                                         \
+                T v = x[q];                                                                              \
+                if (bi < 0 || v > best || isnan(v)) {                                                    \
+                  best = v, bi = q;                                                                      \
+                  if (isnan(v)) goto done;                                                               \
+                }                                                                                        \
+              }                                                                                          \
+            }                                                                                            \
+        done:                                                                                            \
+          y[o] = best;                                                                                   \
+          ip[o] = bi;                                                                                    \
+        }                                                                                                \
+      }                                                                                                  \
+    }                                                                                                    \
+  }                                                                                                      \
+  static void avgpool_plane_##T(const p3 *a, const T *restrict x, T *restrict y) {                       \
+    int64_t o = 0;                                                                                       \
+    for (int64_t od = 0; od < a->out[0]; od++) {                                                         \
+      int64_t d0, d1, fd;                                                                                \
+      win(a, 0, od, &d0, &d1, &fd);                                                                      \
+      for (int64_t oh = 0; oh < a->out[1]; oh++) {                                                       \
+        int64_t h0, h1, fh;                                                                              \
+        win(a, 1, oh, &h0, &h1, &fh);                                                                    \
+        for (int64_t ow = 0; ow < a->out[2]; ow++, o++) {                                                \
+          int64_t w0, w1, fw;                                                                            \
+          win(a, 2, ow, &w0, &w1, &fw);                                                                  \
+          double div = a->kind == 2 || a->count_include_pad ? (double)(fd * fh * fw)                     \
+                                                             : (double)((d1 - d0) * (h1 - h0) * (w1 - w0)); \
+          double s = 0;                                                                                  \
+          for (int64_t id = d0; id < d1; id++)                                                           \
+            for (int64_t ih = h0; ih < h1; ih++) {                                                       \
+              const T *restrict r = x + (id * a->in[1] + ih) * a->in[2];                                 \
+              double rs = 0;                                                                             \
+              _Pragma("omp simd reduction(+ : rs)") for (int64_t iw = w0; iw < w1; iw++) rs += (double)r[iw]; \
+              s += rs;                                                                                   \
+            }                                                                                            \
+          y[o] = (T)(s / div);                                                                           \
+        }                                                                                                \
+      }                                                                                                  \
+    }                                                                                                    \
+  }                                                                                                      \
+  /* gx (zeroed) += go scattered through the indices */                                                  \
+  static void maxpool_bwd_plane_##T(int64_t IS, int64_t OS, const int64_t *restrict ip, const T *restrict g, \
+                                    T *restrict gx) {                                                    \
+    for (int64_t o = 0; o < OS; o++) {                                                                   \
+      int64_t k = ip[o];                                                                                 \
+      if (k >= 0 && k < IS) gx[k] += g[o];                                                               \
+    }                                                                                                    \
+  }                                                                                                      \
+  static void avgpool_bwd_plane_##T(const p3 *a, const T *restrict g, T *restrict gx) {                  \
+    int64_t o = 0;                                                                                       \
+    for (int64_t od = 0; od < a->out[0]; od++) {                                                         \
+      int64_t d0, d1, fd;                                                                                \
+      win(a, 0, od, &d0, &d1, &fd);                                                                      \
+      for (int64_t oh = 0; oh < a->out[1]; oh++) {                                                       \
+        int64_t h0, h1, fh;                                                                              \
+        win(a, 1, oh, &h0, &h1, &fh);                                                                    \
+        for (int64_t ow = 0; ow < a->out[2]; ow++, o++) {                                                \
+          int64_t w0, w1, fw;                                                                            \
+          win(a, 2, ow, &w0, &w1, &fw);                                                                  \
+          double div = a->kind == 2 || a->count_include_pad ? (double)(fd * fh * fw)                     \
+                                                             : (double)((d1 - d0) * (h1 - h0) * (w1 - w0)); \
+          T v = (T)((double)g[o] / div);                                                                 \
+          for (int64_t id = d0; id < d1; id++)                                                           \
+            for (int64_t ih = h0; ih < h1; ih++) {                                                       \
+              T *restrict r = gx + (id * a->in[1] + ih) * a->in[2];                                      \
+              for (int64_t iw = w0; iw < w1; iw++) r[iw] += v;                                           \
+            }                                                                                            \
+        }                                                                                                \
+      }                                                                                                  \
+    }                                                                                                    \
+  }
+DEFINE_POOL3(float)
+DEFINE_POOL3(double)
+
+/* The float32 fast paths of max_pool3d and avg_pool3d for windows
+   {1 or 2, 2, 2} with stride = kernel, no padding, dilation 1 and every
+   window inside the input. Max: the same scan order, tie and NaN rules as
+   maxpool_plane_float, written branch-free over a row of outputs so that
+   it vectorises. */
+static bool pool_fast_ok(const p3 *a, vl_dtype dt) {
+  if (dt != VL_FLOAT32 || a->kind == 2) return false;
+  if ((a->k[0] != 1 && a->k[0] != 2) || a->k[1] != 2 || a->k[2] != 2) return false;
+  for (int i = 0; i < 3; i++)
+    if (a->s[i] != a->k[i] || a->p[i] != 0 || a->d[i] != 1 || a->out[i] * a->k[i] > a->in[i]) return false;
+  return true;
+}
+
+#define MP_UPD(val, q)                                                 \
+  do {                                                                 \
+    float v_ = (val);                                                  \
+    bool u_ = v_ > best || (v_ != v_ && best == best);                 \
+    best = u_ ? v_ : best;                                             \
+    bi = u_ ? (q) : bi;                                                \
+  } while (0)
+
+/* Compiled for AVX-512 and AVX2 too and picked at load time (GNU ifunc),
+   as conv.c's plane kernels; no OpenMP region inside. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define C3_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define C3_CLONES
+#endif
+
+C3_CLONES static void maxpool_fast_plane(const p3 *a, const float *restrict x, float *restrict y,
+                                         int64_t *restrict ip) {
+  int64_t H = a->in[1], W = a->in[2], OW = a->out[2], HW = H * W;
+  bool two = a->k[0] == 2;
+  for (int64_t od = 0; od < a->out[0]; od++)
+    for (int64_t oh = 0; oh < a->out[1]; oh++) {
+      int64_t b0 = (od * a->k[0] * H + 2 * oh) * W;
+      const float *restrict r0 = x + b0, *restrict r1 = r0 + W, *restrict r2 = r0 + HW, *restrict r3 = r1 + HW;
+      float *restrict yo = y + (od * a->out[1] + oh) * OW;
+      int64_t *restrict io = ip + (od * a->out[1] + oh) * OW;
+      if (two) {
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t c = 2 * ow, q = b0 + c;
+          float best = r0[c];
+          int64_t bi = q;
+          MP_UPD(r0[c + 1], q + 1);
+          MP_UPD(r1[c], q + W);
+          MP_UPD(r1[c + 1], q + W + 1);
+          MP_UPD(r2[c], q + HW);
+          MP_UPD(r2[c + 1], q + HW + 1);
+          MP_UPD(r3[c], q + HW + W);
+          MP_UPD(r3[c + 1], q + HW + W + 1);
+          yo[ow] = best, io[ow] = bi;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t c = 2 * ow, q = b0 + c;
+          float best = r0[c];
+          int64_t bi = q;
+          MP_UPD(r0[c + 1], q + 1);
+          MP_UPD(r1[c], q + W);
+          MP_UPD(r1[c + 1], q + W + 1);
+          yo[ow] = best, io[ow] = bi;
+        }
+      }
+    }
+}
+
+/* avg_pool3d's float32 fast path for the same windows: the sums of the
+   general loop in the same order (each row pair summed in double, rows
+   added in (kd, kh) order, divided once), so the same values. */
+C3_CLONES static void avgpool_fast_plane(const p3 *a, const float *restrict x, float *restrict y) {
+  int64_t H = a->in[1], W = a->in[2], OW = a->out[2], HW = H * W;
+  bool two = a->k[0] == 2;
+  double div = two ? 8.0 : 4.0;
+  for (int64_t od = 0; od < a->out[0]; od++)
+    for (int64_t oh = 0; oh < a->out[1]; oh++) {
+      const float *restrict r0 = x + (od * a->k[0] * H + 2 * oh) * W, *restrict r1 = r0 + W;
+      const float *restrict r2 = r0 + HW, *restrict r3 = r1 + HW;
+      float *restrict yo = y + (od * a->out[1] + oh) * OW;
+      if (two) {
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t c = 2 * ow;
+          double s = 0;
+          s += (double)r0[c] + (double)r0[c + 1];
+          s += (double)r1[c] + (double)r1[c + 1];
+          s += (double)r2[c] + (double)r2[c + 1];
+          s += (double)r3[c] + (double)r3[c + 1];
+          yo[ow] = (float)(s / div);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t c = 2 * ow;
+          double s = 0;
+          s += (double)r0[c] + (double)r0[c + 1];
+          s += (double)r1[c] + (double)r1[c + 1];
+          yo[ow] = (float)(s / div);
+        }
+      }
+    }
+}
+
 static int pool_backward(vl_node *nd, const vl_tensor *g, vl_tensor **gi) {
   const p3 *a = nd->extra;
   vl_dtype dt = compute_dtype(nd->in_dtype[0]);
@@ -454,33 +713,19 @@ static int pool_backward(vl_node *nd, const vl_tensor *g, vl_tensor **gi) {
   int64_t IS = a->in[0] * a->in[1] * a->in[2], OS = a->out[0] * a->out[1] * a->out[2];
   const char *gp = vl_data_ptr(gc);
   char *xp = vl_data_ptr(gx);
-  if (a->kind == 0) {
-    const int64_t *ip = vl_data_ptr(nd->saved[0]);
-#pragma omp parallel for if (a->planes * OS > VL_PARALLEL_GRAIN) schedule(static)
-    for (int64_t pl = 0; pl < a->planes; pl++)
-      for (int64_t o = 0; o < OS; o++) {
-        int64_t k = ip[pl * OS + o];
-        if (k < 0 || k >= IS) continue;
-        vl_store(xp, pl * IS + k, dt, vl_load(xp, pl * IS + k, dt) + vl_load(gp, pl * OS + o, dt));
-      }
-  } else {
-#pragma omp parallel for if (a->planes * OS > VL_PARALLEL_GRAIN) schedule(static)
-    for (int64_t pl = 0; pl < a->planes; pl++)
-      for (int64_t od = 0; od < a->out[0]; od++)
-        for (int64_t oh = 0; oh < a->out[1]; oh++)
-          for (int64_t ow = 0; ow < a->out[2]; ow++) {
-            int64_t d0, d1, fd, h0, h1, fh, w0, w1, fw;
-            win(a, 0, od, &d0, &d1, &fd), win(a, 1, oh, &h0, &h1, &fh), win(a, 2, ow, &w0, &w1, &fw);
-            double div = a->kind == 2 || a->count_include_pad ? (double)(fd * fh * fw)
-                                                               : (double)((d1 - d0) * (h1 - h0) * (w1 - w0));
-            double v = vl_load(gp, pl * OS + (od * a->out[1] + oh) * a->out[2] + ow, dt) / div;
-            for (int64_t id = d0; id < d1; id++)
-              for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++) {
-                  int64_t q = pl * IS + (id * a->in[1] + ih) * a->in[2] + iw;
-                  vl_store(xp, q, dt, vl_load(xp, q, dt) + v);
-                }
-          }
+  const int64_t *ip = a->kind == 0 ? vl_data_ptr(nd->saved[0]) : NULL;
+  size_t es = vl_dtype_size(dt);
+#pragma omp parallel for if (a->planes * (OS + IS) > VL_PARALLEL_GRAIN) schedule(static)
+  for (int64_t pl = 0; pl < a->planes; pl++) {
+    const char *g1 = gp + (size_t)(pl * OS) * es;
+    char *x1 = xp + (size_t)(pl * IS) * es;
+    if (a->kind == 0) {
+      if (dt == VL_FLOAT32) maxpool_bwd_plane_float(IS, OS, ip + pl * OS, (const float *)g1, (float *)x1);
+      else maxpool_bwd_plane_double(IS, OS, ip + pl * OS, (const double *)g1, (double *)x1);
+    } else {
+      if (dt == VL_FLOAT32) avgpool_bwd_plane_float(a, (const float *)g1, (float *)x1);
+      else avgpool_bwd_plane_double(a, (const double *)g1, (double *)x1);
+    }
   }
   vl_tensor_release(gc);
   gi[0] = vl_ag_reduce_to(nd, 0, gx);
@@ -501,48 +746,22 @@ static vl_tensor *pool_run(const vl_tensor *x, const p3 *a) {
     const char *xp = vl_data_ptr(xc);
     char *yp = vl_data_ptr(y);
     int64_t *ip = ind ? vl_data_ptr(ind) : NULL;
-#pragma omp parallel for if (a->planes * OS > VL_PARALLEL_GRAIN) schedule(static)
-    for (int64_t pl = 0; pl < a->planes; pl++)
-      for (int64_t od = 0; od < a->out[0]; od++)
-        for (int64_t oh = 0; oh < a->out[1]; oh++)
-          for (int64_t ow = 0; ow < a->out[2]; ow++) {
-            int64_t o = pl * OS + (od * a->out[1] + oh) * a->out[2] + ow;
-            if (a->kind == 0) {
-              double best = -INFINITY;
-              int64_t bi = -1;
-              for (int64_t kd = 0; kd < a->k[0]; kd++) {
-                int64_t id = od * a->s[0] - a->p[0] + kd * a->d[0];
-                if (id < 0 || id >= a->in[0]) continue;
-                for (int64_t kh = 0; kh < a->k[1]; kh++) {
-                  int64_t ih = oh * a->s[1] - a->p[1] + kh * a->d[1];
-                  if (ih < 0 || ih >= a->in[1]) continue;
-                  for (int64_t kw = 0; kw < a->k[2]; kw++) {
-                    int64_t iw = ow * a->s[2] - a->p[2] + kw * a->d[2];
-                    if (iw < 0 || iw >= a->in[2]) continue;
-                    int64_t q = (id * a->in[1] + ih) * a->in[2] + iw;
-                    double v = vl_load(xp, pl * IS + q, dt);
-                    if (bi < 0 || v > best || isnan(v)) {
-                      best = v, bi = q;
-                      if (isnan(v)) goto done;
-                    }
-                  }
-                }
-              }
-            done:
-              vl_store(yp, o, dt, best);
-              ip[o] = bi;
-            } else {
-              int64_t d0, d1, fd, h0, h1, fh, w0, w1, fw;
-              win(a, 0, od, &d0, &d1, &fd), win(a, 1, oh, &h0, &h1, &fh), win(a, 2, ow, &w0, &w1, &fw);
-              double div = a->kind == 2 || a->count_include_pad ? (double)(fd * fh * fw)
-                                                                 : (double)((d1 - d0) * (h1 - h0) * (w1 - w0));
-              double s = 0;
-              for (int64_t id = d0; id < d1; id++)
-                for (int64_t ih = h0; ih < h1; ih++)
-                  for (int64_t iw = w0; iw < w1; iw++) s += vl_load(xp, pl * IS + (id * a->in[1] + ih) * a->in[2] + iw, dt);
-              vl_store(yp, o, dt, s / div);
-            }
-          }
+    size_t es = vl_dtype_size(dt);
+    bool fast = pool_fast_ok(a, dt);
+#pragma omp parallel for if (a->planes * (OS + IS) > VL_PARALLEL_GRAIN) schedule(static)
+    for (int64_t pl = 0; pl < a->planes; pl++) {
+      const char *x1 = xp + (size_t)(pl * IS) * es;
+      char *y1 = yp + (size_t)(pl * OS) * es;
+      if (a->kind == 0) {
+        if (fast) maxpool_fast_plane(a, (const float *)x1, (float *)y1, ip + pl * OS);
+        else if (dt == VL_FLOAT32) maxpool_plane_float(a, (const float *)x1, (float *)y1, ip + pl * OS);
+        else maxpool_plane_double(a, (const double *)x1, (double *)y1, ip + pl * OS);
+      } else {
+        if (fast) avgpool_fast_plane(a, (const float *)x1, (float *)y1);
+        else if (dt == VL_FLOAT32) avgpool_plane_float(a, (const float *)x1, (float *)y1);
+        else avgpool_plane_double(a, (const double *)x1, (double *)y1);
+      }
+    }
     if (dt != x->dtype) {
       vl_tensor *r = vl_to_dtype(y, x->dtype);
       vl_tensor_release(y);

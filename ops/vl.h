@@ -700,5 +700,233 @@ vl_tensor *vl_affine_grid(const vl_tensor *theta, const int64_t size[4], bool al
    take frame t+1, [C/fold_div, 2 C/fold_div) frame t-1 (zeros at the
    ends), the rest stay. Any dtype; records autograd. */
 vl_tensor *vl_temporal_shift(const vl_tensor *x, int64_t segments, int64_t fold_div);
+/* Backward warping by a flow in pixels (OpenCV's convention, u along x):
+   out[n,c,y,x] = img[n,c,y+v,x+u], img [C,H,W] or [N,C,H,W], flow
+   [H,W,2] or [N,H,W,2] of the same dtype (float32/float64). Bilinear or
+   nearest, zeros or border padding. Records autograd for img and flow. */
+vl_tensor *vl_warp(const vl_tensor *img, const vl_tensor *flow, vl_grid_sample_mode mode,
+                   vl_grid_sample_padding padding);
+/* The frame at time t in (0,1) between f0 and f1 ([C,H,W] or [N,C,H,W],
+   float32/float64/uint8) from the flows 0->1 and 1->0 ([H,W,2] or
+   [N,H,W,2], pixels): Super SloMo's intermediate flows, both frames
+   warped back (border) and blended by (1-t, t), weighted by
+   forward-backward consistency and in-frame masks when occlusion is
+   true. Not recorded by autograd. */
+vl_tensor *vl_video_interpolate(const vl_tensor *f0, const vl_tensor *f1, double t, const vl_tensor *flow01,
+                                const vl_tensor *flow10, bool occlusion);
+
+/* ------------------------------------------------------------------ */
+/* Audio files and resampling (ops/audio.c), spectral features         */
+/* (ops/stft.c)                                                          */
+/* ------------------------------------------------------------------ */
+
+/* What libsndfile reports of a file: format "WAV", "FLAC", "OGG", ...;
+   subtype "PCM_16", "PCM_24", "FLOAT", "VORBIS", ... */
+typedef struct vl_audio_meta {
+  char format[16];
+  char subtype[16];
+  int channels;
+  int rate;
+  int64_t frames;
+} vl_audio_meta;
+/* Errors name the file and libsndfile's reason (VL_EIO: cannot open;
+   VL_EFORMAT: not audio, corrupt or truncated). */
+int vl_audio_info(const char *path, vl_audio_meta *info);
+/* [channels, frames] float32 or float64, n-bit PCM scaled by 1/2^(n-1);
+   frames < 0: to the end. info may be NULL. */
+vl_tensor *vl_audio_read(const char *path, int64_t start, int64_t frames, vl_dtype dt, vl_audio_meta *info);
+/* x [samples] or [channels, samples] (float). format NULL: from the
+   extension (.wav .flac .ogg); subtype NULL: PCM_16 (WAV, FLAC) or VORBIS
+   (OGG); quality (Vorbis, 0..1) NAN: libsndfile's default. PCM samples
+   are rounded and saturated to the n-bit range; NaN/inf refused (except
+   FLOAT/DOUBLE). Atomic: temp file, fsync, rename. */
+int vl_audio_write(const char *path, const vl_tensor *x, int64_t rate, const char *format, const char *subtype,
+                   double quality);
+/* torchaudio.functional.resample (sinc_interp_hann) along the last dim:
+   [..., n] -> [..., ceil(n * new / orig)] (rates reduced by their gcd).
+   Composed of recorded ops (conv1d): differentiable. Same rates: x. */
+vl_tensor *vl_audio_resample(const vl_tensor *x, int64_t orig_rate, int64_t new_rate, int64_t lowpass_filter_width,
+                             double rolloff);
+
+/* STFT / ISTFT with FFTW3 (fftw3f for float32, fftw3 for float64), as
+   torch.stft(return_complex=True) viewed as real / torch.istft of
+   PyTorch 1.13; complex values are trailing (real, imaginary) pairs.
+   window NULL: a periodic Hann window of win_length; else a 1-d tensor of
+   win_length. Windows shorter than n_fft are zero-padded on both sides
+   (centred). hop >= 1, 1 <= win_length <= n_fft. Both record autograd for
+   x / X (not for the window). */
+typedef enum vl_pad_mode { VL_PAD_REFLECT, VL_PAD_CONSTANT } vl_pad_mode;
+/* x [..., samples] -> [..., n_fft/2+1 (onesided) or n_fft, frames, 2]. */
+vl_tensor *vl_stft(const vl_tensor *x, int64_t n_fft, int64_t hop, int64_t win_length, const vl_tensor *window,
+                   bool center, vl_pad_mode pad_mode, bool normalized, bool onesided);
+/* X [..., freq, frames, 2] -> [..., length]; onesided < 0: freq != n_fft;
+   length < 0: all the samples the frames cover (less the centre padding).
+   Refuses a window/hop whose squared-window overlap-add falls below
+   1e-11 anywhere in the output (the NOLA condition). */
+vl_tensor *vl_istft(const vl_tensor *X, int64_t n_fft, int64_t hop, int64_t win_length, const vl_tensor *window,
+                    bool center, bool normalized, int onesided, int64_t length);
+/* torchaudio.functional.melscale_fbanks: [n_freqs, n_mels] triangular
+   filters over linspace(0, floor(rate/2), n_freqs) Hz; slaney_norm scales
+   each by 2 / (its width in Hz); slaney_scale uses the Slaney mel scale
+   (else HTK). Computed in float64. */
+vl_tensor *vl_mel_filterbank(int64_t n_freqs, double f_min, double f_max, int64_t n_mels, double sample_rate,
+                             bool slaney_norm, bool slaney_scale, vl_dtype dt);
+/* torchaudio.transforms.MelSpectrogram / MFCC options; vl_melspec_defaults
+   fills torchaudio's defaults (rate 16000, n_fft 400, hop = win/2,
+   128 mels, f_max = floor(rate/2), power 2, centre + reflect, HTK). */
+typedef struct vl_melspec_opts {
+  double sample_rate;
+  int64_t n_fft, win_length, hop_length;   /* 0: n_fft, win_length / 2 */
+  double f_min, f_max;                     /* f_max NAN: floor(rate / 2) */
+  int64_t n_mels;
+  double power;                            /* 1: magnitude, 2: power */
+  bool normalized;                         /* divide by sqrt(sum window^2) */
+  bool center;
+  vl_pad_mode pad_mode;
+  bool slaney_norm, slaney_scale;
+  const vl_tensor *window;                 /* NULL: periodic Hann */
+} vl_melspec_opts;
+void vl_melspec_defaults(vl_melspec_opts *o);
+/* x [..., samples] -> [..., n_mels, frames]; composed of recorded ops. */
+vl_tensor *vl_melspectrogram(const vl_tensor *x, const vl_melspec_opts *o);
+/* [..., n_mfcc, frames]: DCT-II (ortho) of 10 log10(max(mel, 1e-10))
+   floored at (max over the last 3 dims) - top_db (top_db NAN: no floor),
+   or of log(mel + 1e-6) when log_mels. */
+vl_tensor *vl_mfcc(const vl_tensor *x, const vl_melspec_opts *o, int64_t n_mfcc, bool log_mels, double top_db);
+
+/* ------------------------------------------------------------------ */
+/* Media I/O: video and images through FFmpeg (ops/media.c)            */
+/* ------------------------------------------------------------------ */
+
+/* Video: any container and codec libavformat/libavcodec read; frames come
+   out as uint8 RGB [T,H,W,3] (or [T,3,H,W]). Frame i (0-based) is the one
+   shown at i / fps seconds after the stream's start: indices assume a
+   constant frame rate. Reads seek to the keyframe before the first frame
+   asked for and decode forward, so only the frames asked for are kept.
+   Errors name the op, the file and the stream/codec, with FFmpeg's text.
+   FFmpeg's own log is silent unless VLUA_FFMPEG_LOG=1 (or a level: quiet,
+   error, warning, info, debug) is set in the environment. */
+#define VL_MEDIA_NAME 32
+typedef struct vl_video_info {
+  int64_t width, height;
+  double fps;                       /* frames per second */
+  int64_t frames;                   /* frame count (estimated when !frames_exact) */
+  bool frames_exact;                /* the container stated the count */
+  double duration;                  /* seconds (0 when unknown) */
+  double start_time;                /* seconds of the first frame in the container */
+  int64_t bit_rate;                 /* bits/s (0 when unknown) */
+  int stream;                       /* index of the video stream */
+  bool has_audio;
+  char codec[VL_MEDIA_NAME];        /* "h264", "mpeg4", "rawvideo", ... */
+  char pixel_format[VL_MEDIA_NAME]; /* "yuv420p", ... */
+} vl_video_info;
+
+typedef enum { VL_RESIZE_BILINEAR = 0, VL_RESIZE_AREA, VL_RESIZE_BICUBIC } vl_resize_mode;
+int vl_resize_mode_from_name(const char *name, vl_resize_mode *out); /* "bilinear", "area", "bicubic" */
+
+typedef struct vl_video_read_opts {
+  int64_t start;          /* first frame, 0-based (when start_time < 0) */
+  double start_time;      /* seconds from the stream's start; < 0: use start */
+  int64_t frames;         /* at most this many frames; < 0: to the end */
+  int64_t step;           /* keep every step-th frame (>= 1) */
+  int64_t height, width;  /* output size; 0: the video's own */
+  vl_resize_mode resize;
+  bool chw;               /* [T,3,H,W] instead of [T,H,W,3] */
+  bool yuv;               /* the planes of yuv444p (Y, U, V) instead of RGB; implies chw */
+} vl_video_read_opts;
+void vl_video_read_opts_init(vl_video_read_opts *o); /* start 0, all frames, step 1, own size */
+
+int vl_video_probe(const char *path, vl_video_info *info);
+/* Decode the frames asked for into one uint8 tensor. `info` (may be NULL)
+   gets the file's info; *first (may be NULL) the 0-based index of the
+   first frame returned. A start past the end gives T = 0. */
+vl_tensor *vl_video_read(const char *path, const vl_video_read_opts *o, vl_video_info *info, int64_t *first);
+
+/* Clips for streaming: clip c holds frames s + c*stride + j*step,
+   j < clip (s the start of o). o->frames (when >= 0) bounds the frames
+   covered. Each clip is a fresh [clip,H,W,3] (or [clip,3,H,W]) tensor;
+   only the frames of the current clip are held. */
+typedef struct vl_video_clips vl_video_clips;
+vl_video_clips *vl_video_clips_open(const char *path, const vl_video_read_opts *o, int64_t clip, int64_t stride);
+const vl_video_info *vl_video_clips_info(const vl_video_clips *c);
+/* *out: the next clip (new reference) or NULL at the end; *first its
+   first frame's 0-based index. */
+int vl_video_clips_next(vl_video_clips *c, vl_tensor **out, int64_t *first);
+void vl_video_clips_close(vl_video_clips *c); /* NULL is fine */
+
+/* Write frames uint8 (or float in [0, 1], clamped and rounded) [T,H,W,3]
+   RGB ([T,3,H,W] when chw) atomically. Container from the extension
+   (.mp4/.m4v/.mov/.mkv/.avi; .y4m raw YUV4MPEG2). */
+typedef struct vl_video_write_opts {
+  double fps;             /* > 0 */
+  const char *codec;      /* "h264" (libx264), "mpeg4", "rawvideo"; NULL: h264 if present else mpeg4, rawvideo for .y4m */
+  double crf;             /* H.264 constant rate factor 0..51; < 0: 18 */
+  int qscale;             /* MPEG-4 quantiser 1..31; 0: 3 */
+  int64_t bit_rate;       /* bits/s; > 0 replaces crf/qscale */
+  int gop;                /* keyframe interval; 0: the encoder's default */
+  const char *preset;     /* x264 preset; NULL: "medium" */
+  bool chw;
+  bool yuv;               /* frames are [T,3,H,W] yuv444p planes (only .y4m): written as they are */
+} vl_video_write_opts;
+void vl_video_write_opts_init(vl_video_write_opts *o);
+int vl_video_write(const char *path, const vl_tensor *frames, const vl_video_write_opts *o);
+
+/* Images: PNG and JPEG through libavcodec, binary PPM (P6) / PGM (P5)
+   parsed here. uint8 [H,W,C] (or [C,H,W]), C = 3 (RGB) or 1 (gray:
+   round(0.299 R + 0.587 G + 0.114 B) when the file is colour). An alpha
+   channel is dropped. */
+vl_tensor *vl_image_read(const char *path, bool chw, bool gray);
+/* img uint8 (or float in [0,1]) [H,W,C], [C,H,W] when chw, or [H,W];
+   C = 1 or 3. Format from the extension: .png, .jpg/.jpeg (quality
+   1..100, 0: 95), .ppm (3 channels), .pgm (1). Atomic. */
+int vl_image_write(const char *path, const vl_tensor *img, bool chw, int quality);
+
+/* ------------------------------------------------------------------ */
+/* Optical flow (ops/flow.c)                                           */
+/* ------------------------------------------------------------------ */
+
+/* Images: gray [H,W] or [1,H,W], or RGB [H,W,3] (tried first) or [3,H,W]
+   made gray with OpenCV's weights 0.299 R + 0.587 G + 0.114 B (its
+   15-bit fixed point for uint8); uint8, float32 or float64 (intensities
+   as given, 0..255 like OpenCV's 8-bit images); NaN/Inf refused. */
+typedef struct vl_farneback_opts {
+  double pyr_scale;   /* 0 < s < 1 (0.5) */
+  int levels;         /* pyramid levels above the image (3); fewer when a side would drop under 32 */
+  int winsize;        /* odd averaging window, >= 3 (15) */
+  int iterations;     /* per level (3) */
+  int poly_n;         /* 5 or 7 (5) */
+  double poly_sigma;  /* 1.1 for poly_n 5, 1.5 for 7; 0: 0.3 poly_n */
+  bool gaussian;      /* Gaussian instead of box window (OPTFLOW_FARNEBACK_GAUSSIAN) */
+} vl_farneback_opts;
+void vl_flow_farneback_defaults(vl_farneback_opts *o);
+/* Dense flow [H,W,2] float32 (u = x, v = y displacement; prev(y,x) ~
+   next(y+v, x+u)) as cv::calcOpticalFlowFarneback. init_flow [H,W,2]
+   (or NULL) is the starting flow (OPTFLOW_USE_INITIAL_FLOW). */
+vl_tensor *vl_flow_farneback(const vl_tensor *prev, const vl_tensor *next, const vl_tensor *init_flow,
+                             const vl_farneback_opts *opt);
+
+typedef struct vl_lk_opts {
+  int64_t win_size;          /* square window side, >= 3 (21) */
+  int max_level;             /* pyramid levels above the image (3) */
+  int iterations;            /* per level, capped at 100 (30) */
+  double epsilon;            /* stop when the step is below it, pixels (0.01) */
+  double min_eig_threshold;  /* lose points whose gradient matrix is weaker (1e-4) */
+} vl_lk_opts;
+void vl_flow_lk_defaults(vl_lk_opts *o);
+/* Sparse pyramidal Lucas-Kanade as cv::calcOpticalFlowPyrLK (8-bit:
+   float images are rounded to 0..255). points [N,2] (x, y; pixel centres
+   at integers, 0-based). *next_points [N,2] float32, *status [N] bool
+   (false: lost or left the image), *err [N] float32 (mean absolute
+   intensity difference over the window; 0 where status is false). */
+int vl_flow_lucas_kanade(const vl_tensor *prev, const vl_tensor *next, const vl_tensor *points, const vl_lk_opts *opt,
+                         vl_tensor **next_points, vl_tensor **status, vl_tensor **err);
+/* Middlebury colour code of flow [H,W,2] -> uint8 [H,W,3] RGB; the
+   magnitude max_magnitude (0: the flow's largest) is the wheel's rim;
+   unknown flow (NaN or |component| > 1e9) is black. */
+vl_tensor *vl_flow_to_rgb(const vl_tensor *flow, double max_magnitude);
+/* Endpoint error |flow - gt| per pixel: a float64 0-d mean (over mask's
+   true pixels when mask [H,W] bool/uint8 is given; NaN over none), or the
+   [H,W] float32 map when per_pixel (0 outside the mask). */
+vl_tensor *vl_flow_epe(const vl_tensor *flow, const vl_tensor *gt, const vl_tensor *mask, bool per_pixel);
 
 #endif /* VL_H */

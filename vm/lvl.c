@@ -87,6 +87,9 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_attention(L);
   vlua_open_ssm(L);
   vlua_open_fft(L);
+  vlua_open_audio(L);
+  vlua_open_media(L);
+  vlua_open_flow(L);
 
   lua_pushliteral(L, VL_VERSION);
   lua_setfield(L, -2, "version");

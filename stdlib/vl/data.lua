@@ -637,4 +637,9 @@ function T.two_views(transform)
   return function(x) return transform(x), transform(x) end
 end
 
+-- Synthetic video (vl/data/moving_shapes.lua) and frame sampling (vl/data/video_sampling.lua).
+for _, part in ipairs({ "vl.data.video_sampling", "vl.data.moving_shapes" }) do
+  for k, v in pairs(require(part)) do M[k] = v end
+end
+
 return M

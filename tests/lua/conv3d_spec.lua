@@ -170,6 +170,131 @@ describe("conv3d closed forms and edge cases", function()
   end)
 end)
 
+describe("conv3d column tiles", function()
+  -- 64 input channels and a 3x3x3 kernel: K = 1728 rows, so a tile holds
+  -- 606 (float32) or 303 (float64) of the 960 output positions; the
+  -- reference runs one output depth slice at a time (96 positions, one tile)
+  for _, dt in ipairs({ "float32", "float64" }) do
+    it(dt .. ": tiled forward and gradients equal the slice-by-slice result", function()
+      vl.manual_seed(29)
+      local tol = dt == "float32" and 1e-4 or 1e-10
+      local x = vl.randn({ 2, 64, 10, 8, 12 }, { dtype = dt }):requires_grad(true)
+      local w = (vl.randn({ 4, 64, 3, 3, 3 }, { dtype = dt }) * 0.1):requires_grad(true)
+      local opts = { padding = { 0, 1, 0 }, stride = { 1, 1, 1 } }
+      local y = vl.conv3d(x, w, nil, opts)
+      assert.are.same({ 2, 4, 8, 8, 10 }, y:size())
+      local g = vl.randn(y:size(), { dtype = dt })
+      y:backward(g)
+      local gx = vl.zeros(x:size(), { dtype = "float64" })
+      local gw = vl.zeros(w:size(), { dtype = "float64" })
+      for od = 1, 8 do
+        local xs = x:detach():narrow(3, od, 3):clone():requires_grad(true)
+        local ws = w:detach():clone():requires_grad(true)
+        local ys = vl.conv3d(xs, ws, nil, opts)
+        assert_close(ys, flat(y:detach():narrow(3, od, 1)), tol, tol, "y slice " .. od)
+        ys:backward(g:narrow(3, od, 1))
+        local part = gx:narrow(3, od, 3)
+        part:copy_(part + xs.grad:double())
+        gw = gw + ws.grad:double()
+      end
+      assert_close(x.grad, flat(gx), tol, tol, "gx")
+      assert_close(w.grad, flat(gw), 10 * tol, 10 * tol, "gw")
+    end)
+  end
+end)
+
+describe("conv3d padding wider than the input", function()
+  it("a 1x1x1 kernel with padding 3 and stride 2 gives the zero-padded input, and its gradient", function()
+    local x = vl.arange(1, 9, 1, { dtype = "float64" }):view({ 1, 1, 2, 2, 2 }):requires_grad(true)
+    local w = vl.ones({ 1, 1, 1, 1, 1 }, { dtype = "float64" })
+    local y = vl.conv3d(x, w, nil, { padding = 3, stride = 2 })
+    assert.are.same({ 1, 1, 4, 4, 4 }, y:size())
+    -- output o (0-based) reads input 2o - 3: only o = 2 (input 1) lands inside
+    local want = vl.zeros({ 1, 1, 4, 4, 4 }, { dtype = "float64" })
+    want[{ 1, 1, 3, 3, 3 }] = 8
+    assert_close(y, flat(want), 0, 0, "y")
+    y:sum():backward()
+    assert_close(x.grad, { 0, 0, 0, 0, 0, 0, 0, 1 }, 0, 0, "gx")
+    local y2 = vl.conv3d(x:detach(), w, nil, { padding = { 0, 0, 5 } })
+    assert.are.same({ 1, 1, 2, 2, 12 }, y2:size())
+    assert_close(y2:narrow(5, 6, 2), flat(x:detach()), 0, 0, "inside")
+    assert.are.equal(36, y2:sum():item())
+  end)
+end)
+
+describe("3-d pool kernels", function()
+  it("max_pool3d {2,2,2} and {1,2,2} in float32 (the fast path) agree with the general loop", function()
+    -- float64 runs the general window loop; values rounded to halves make
+    -- ties (the first maximum wins), NaN ends a window's scan (the first
+    -- NaN is the result), odd sizes drop the edge; gradients go through
+    -- the same indices
+    vl.manual_seed(41)
+    for _, c in ipairs { { { 2, 3, 5, 9, 41 }, { 2, 2, 2 } }, { { 1, 2, 4, 6, 66 }, { 1, 2, 2 } },
+                         { { 1, 1, 3, 5, 3 }, { 2, 2, 2 } }, { { 2, 2, 3, 7, 18 }, { 1, 2, 2 } } } do
+      local shape, k = c[1], c[2]
+      local x = (vl.randn(shape, { dtype = "float64" }) * 2):floor() / 2
+      x = vl.where(vl.rand(shape, { dtype = "float64" }):lt(0.05), 0 / 0, x)
+      local v64, i64 = vl.max_pool3d(x, k, { return_indices = true })
+      local v32, i32 = vl.max_pool3d(x:float(), k, { return_indices = true })
+      assert.are.same(i64:totable(), i32:totable())
+      local nan64, nan32 = v64:ne(v64), v32:ne(v32)
+      assert.are.same(nan64:totable(), nan32:totable())
+      assert.are.same(vl.where(nan64, 0, v64):float():totable(), vl.where(nan32, 0, v32):totable())
+      assert.is_true(nan64:sum():item() > 0 or shape[5] < 10)
+      -- backward: the gradient lands on the chosen elements
+      local xf, xd = x:float():requires_grad(true), x:clone():requires_grad(true)
+      local g = vl.rand(v64:size(), { dtype = "float64" })
+      vl.max_pool3d(xf, k):backward(g:float())
+      vl.max_pool3d(xd, k):backward(g)
+      assert.are.same(xd.grad:float():totable(), xf.grad:totable())
+    end
+  end)
+  it("avg_pool3d {2,2,2} and {1,2,2} in float32 (the fast path) give the general loop's values", function()
+    -- the float64 general loop sums the same doubles in the same order, so
+    -- its result rounded to float32 is the float32 result exactly
+    vl.manual_seed(47)
+    for _, c in ipairs { { { 2, 3, 5, 9, 41 }, { 2, 2, 2 } }, { { 1, 2, 4, 6, 66 }, { 1, 2, 2 } },
+                         { { 1, 1, 3, 5, 3 }, { 2, 2, 2 } } } do
+      local x = (vl.randn(c[1]) * 1000):double() -- float32 values
+      local v32 = vl.avg_pool3d(x:float(), c[2])
+      assert.are.same(vl.avg_pool3d(x, c[2]):float():totable(), v32:totable())
+    end
+  end)
+  it("max_pool3d on a strictly increasing volume picks the last corner of each window", function()
+    local x = vl.arange(2 * 4 * 6, { dtype = "float32" }):view({ 1, 1, 2, 4, 6 })
+    local v, i = vl.max_pool3d(x, 2, { return_indices = true })
+    assert.are.same({ { { { { 31, 33, 35 }, { 43, 45, 47 } } } } }, v:totable())
+    assert.are.same((v + 1):totable(), i:to("float32"):totable()) -- 1-based flat indices in the plane
+    local v2 = vl.max_pool3d(x, { 1, 2, 2 })
+    assert.are.same({ { { { { 7, 9, 11 }, { 19, 21, 23 } }, { { 31, 33, 35 }, { 43, 45, 47 } } } } }, v2:totable())
+  end)
+  it("threaded and single-threaded pools agree exactly, forward and backward", function()
+    vl.manual_seed(43)
+    local x = vl.randn({ 4, 8, 6, 10, 12 }):requires_grad(true)
+    local threads = vl.get_num_threads()
+    local function run(n)
+      vl.set_num_threads(n)
+      local out = {}
+      for _, f in ipairs {
+        function(t) return vl.max_pool3d(t, 2) end,
+        function(t) return vl.max_pool3d(t, 3, { stride = 2, padding = 1 }) end,
+        function(t) return vl.avg_pool3d(t, { 1, 2, 2 }) end,
+        function(t) return vl.adaptive_avg_pool3d(t, { 2, 3, 5 }) end,
+      } do
+        x.grad = nil
+        local y = f(x)
+        y:backward(vl.ones(y:size()))
+        out[#out + 1] = flat(y)
+        out[#out + 1] = flat(x.grad)
+      end
+      return out
+    end
+    local a, b = run(1), run(math.max(2, threads))
+    vl.set_num_threads(threads)
+    for i = 1, #a do assert_close(b[i], a[i], 0, 0, "result " .. i) end
+  end)
+end)
+
 describe("conv3d bad inputs", function()
   local x = vl.zeros({ 1, 4, 3, 5, 5 })
   it("names the op and the values at fault", function()

@@ -3,7 +3,9 @@
 -- tests/fixtures/video_ops.lua (made by scripts/fixtures/video_ops.py,
 -- TSM's own shift written in torch); central differences (vl.gradcheck);
 -- closed forms (identity grids, shifted frames); contiguous results for
--- other layouts and thread counts.
+-- other layouts and thread counts. vl.video.warp against grid_sample in
+-- PyTorch (same fixture file); vl.video.interpolate on synthetic motion
+-- (a sum-of-sinusoids texture translated or rotated, exact flows given).
 local vl = require "vl"
 
 local fx = dofile("tests/fixtures/video_ops.lua")
@@ -257,5 +259,211 @@ describe("video ops bad input", function()
     fails("temporal_shift: option 'segments' must be an integer, got 2.5", vl.temporal_shift, v, { segments = 2.5 })
     fails("temporal_shift: expected an input %[N%*T,C,...%] of at least 2 dims, got 1%-d %[6%]", vl.temporal_shift,
       vl.zeros({ 6 }), { segments = 3 })
+  end)
+end)
+
+describe("vl.video.warp", function()
+  for _, c in ipairs(fx.warp) do
+    local opts = { mode = c.mode, padding_mode = c.padding_mode }
+    it(c.mode .. "/" .. c.padding_mode .. ": against torch's grid_sample (align_corners) with gradients, 1e-10", function()
+      local x = T(c.x, c.x_shape):requires_grad(true)
+      local flow = T(c.flow, c.flow_shape):requires_grad(true)
+      local y = vl.video.warp(x, flow, opts)
+      assert.are.same(c.x_shape, y:size())
+      assert_close(y, c.y, 1e-10, 1e-10, "y")
+      y:backward(T(c.gy, c.x_shape))
+      assert_close(x.grad, c.gx, 1e-10, 1e-10, "gx")
+      assert_close(flow.grad, c.gflow, 1e-10, 1e-10, "gflow")
+      -- float32 and the unbatched [C,H,W] form give the same numbers
+      local y32 = vl.video.warp(T(c.x, c.x_shape, "float32"), T(c.flow, c.flow_shape, "float32"), opts)
+      assert.are.equal("float32", y32.dtype)
+      assert_close(y32, c.y, 1e-5, 1e-5, "y32")
+      local y1 = vl.video.warp(T(c.x, c.x_shape):select(1, 2), T(c.flow, c.flow_shape):select(1, 2), opts)
+      assert_close(y1, flat(y:detach():select(1, 2)), 0, 0, "unbatched")
+    end)
+  end
+  it("closed forms: zero flow is the identity, an integer flow shifts (border repeats the edge)", function()
+    local img = vl.arange(12, { dtype = "float64" }):view({ 1, 3, 4 })
+    local flow = vl.zeros({ 3, 4, 2 }, { dtype = "float64" })
+    assert_close(vl.video.warp(img, flow), flat(img), 0, 0, "identity")
+    flow:select(3, 1):fill_(1)  -- u = +1: out(y,x) = img(y, x+1)
+    flow:select(3, 2):fill_(-1) -- v = -1: out(y,x) = img(y-1, x+1)
+    assert_close(vl.video.warp(img, flow), { 1, 2, 3, 3, 1, 2, 3, 3, 5, 6, 7, 7 }, 0, 0, "border")
+    assert_close(vl.video.warp(img, flow, { padding_mode = "zeros" }), { 0, 0, 0, 0, 1, 2, 3, 0, 5, 6, 7, 0 }, 0, 0,
+      "zeros")
+  end)
+  it("gradcheck to image and flow (float64), bilinear zeros and border", function()
+    vl.manual_seed(23)
+    for _, pad in ipairs({ "zeros", "border" }) do
+      local x = vl.randn({ 2, 2, 4, 5 }, { dtype = "float64" }):requires_grad(true)
+      local f = (vl.rand({ 2, 4, 5, 2 }, { dtype = "float64" }) * 3 - 1.5):requires_grad(true)
+      local ok, msg = vl.gradcheck(function(a, b) return vl.video.warp(a, b, { padding_mode = pad }) end, { x, f },
+        { atol = 1e-7, rtol = 1e-6 })
+      assert(ok, msg)
+    end
+    -- unbatched [C,H,W] with [H,W,2] (through views)
+    local x = vl.randn({ 3, 4, 5 }, { dtype = "float64" }):requires_grad(true)
+    local f = (vl.rand({ 4, 5, 2 }, { dtype = "float64" }) * 3 - 1.5):requires_grad(true)
+    local ok, msg = vl.gradcheck(function(a, b) return vl.video.warp(a, b) end, { x, f }, { atol = 1e-7, rtol = 1e-6 })
+    assert(ok, msg)
+  end)
+  it("bad input gives clear errors", function()
+    local img = vl.zeros({ 2, 3, 4, 5 })
+    fails("video.warp: expected a flow %[N,4,5,2%] for image %[2,3,4,5%], got %[2,4,4,2%]", vl.video.warp, img,
+      vl.zeros({ 2, 4, 4, 2 }))
+    fails("video.warp: expected a 4%-d flow %[N,H,W,2%] for a 4%-d image, got 3%-d %[4,5,2%]", vl.video.warp, img,
+      vl.zeros({ 4, 5, 2 }))
+    fails("video.warp: expected an image %[C,H,W%] or %[N,C,H,W%], got 2%-d %[4,5%]", vl.video.warp, vl.zeros({ 4, 5 }),
+      vl.zeros({ 4, 5, 2 }))
+    fails("video.warp: flow dtype float64 differs from image dtype float32", vl.video.warp, img,
+      vl.zeros({ 2, 4, 5, 2 }, { dtype = "float64" }))
+    fails("video.warp: expected a float32 or float64 image, got uint8", vl.video.warp,
+      vl.zeros({ 3, 4, 5 }, { dtype = "uint8" }), vl.zeros({ 4, 5, 2 }))
+    fails("video.warp: unknown option 'align_corners'", vl.video.warp, img, vl.zeros({ 2, 4, 5, 2 }),
+      { align_corners = true })
+    fails("grid_sample: unknown padding_mode 'reflection'", vl.video.warp, img, vl.zeros({ 2, 4, 5, 2 }),
+      { padding_mode = "reflection" })
+  end)
+end)
+
+describe("vl.video.interpolate on synthetic motion", function()
+  local pi = math.pi
+  local H, W = 48, 64
+  -- a smooth texture [3,H,W] read at the points (fx(x,y), fy(x,y))
+  local function texture(fx, fy)
+    local x = vl.arange(W, { dtype = "float64" }):view({ 1, W }):expand({ H, W })
+    local y = vl.arange(H, { dtype = "float64" }):view({ H, 1 }):expand({ H, W })
+    local X, Y = fx(x, y), fy(x, y)
+    local ch = {}
+    for c = 1, 3 do
+      ch[c] = (vl.sin(X * (2 * pi / 29) + c) + vl.cos(Y * (2 * pi / 23) - 0.5 * c) * 0.7
+        + vl.sin((X + Y) * (2 * pi / 37) + 0.3 * c) * 0.5):view({ 1, H, W })
+    end
+    return vl.cat(ch, 1)
+  end
+  local function inner(t, m) return t:narrow(-2, m + 1, H - 2 * m):narrow(-1, m + 1, W - 2 * m) end
+  local function maxerr(a, b, m) return inner((a - b):abs(), m):max():item() end
+
+  local dx, dy = 5.0, -3.0
+  local function moved(s) return texture(function(x) return x - s * dx end, function(_, y) return y - s * dy end) end
+  local f0, f1 = moved(0), moved(1)
+  local flow01 = vl.stack({ vl.full({ H, W }, dx, { dtype = "float64" }), vl.full({ H, W }, dy, { dtype = "float64" }) }, 3)
+  local flow10 = -flow01
+
+  it("translation: t = 0.5 and 0.25 match the texture moved by t*(dx,dy) (bilinear error only)", function()
+    for _, t in ipairs({ 0.5, 0.25 }) do
+      local want = moved(t)
+      for _, occ in ipairs({ true, false }) do
+        local y = vl.video.interpolate(f0, f1, t, { flow01 = flow01, flow10 = flow10, occlusion = occ })
+        assert.are.same({ 3, H, W }, y:size())
+        local e = maxerr(y, want, 6)
+        assert(e < 0.02, string.format("t=%g occlusion=%s: max error %g", t, tostring(occ), e))
+      end
+      -- blending without warping is far off: the check can fail
+      assert(maxerr(f0 * (1 - t) + f1 * t, want, 6) > 0.1)
+    end
+  end)
+  it("translation: in-frame weights fill the strip that one frame does not see", function()
+    local want = moved(0.5)
+    local function strip(y) return (y - want):abs():narrow(2, 10, H - 20):narrow(3, 1, 3):max():item() end
+    local yo = vl.video.interpolate(f0, f1, 0.5, { flow01 = flow01, flow10 = flow10 })
+    local yn = vl.video.interpolate(f0, f1, 0.5, { flow01 = flow01, flow10 = flow10, occlusion = false })
+    assert(strip(yo) < 0.02, "occlusion weights: " .. strip(yo))
+    assert(strip(yn) > 0.1, "plain blend: " .. strip(yn))
+  end)
+  it("batched [N,C,H,W] frames, float32 and uint8 give the per-frame results", function()
+    local y = vl.video.interpolate(f0, f1, 0.5, { flow01 = flow01, flow10 = flow10 })
+    local b0, b1 = vl.stack({ f0, f1 }, 1), vl.stack({ f1, f0 }, 1)
+    local yb = vl.video.interpolate(b0, b1, 0.5, { flow01 = vl.stack({ flow01, flow10 }, 1),
+      flow10 = vl.stack({ flow10, flow01 }, 1) })
+    assert.are.same({ 2, 3, H, W }, yb:size())
+    assert_close(yb:select(1, 1), flat(y), 0, 0, "batch entry 1")
+    local y32 = vl.video.interpolate(f0:float(), f1:float(), 0.5, { flow01 = flow01:float(), flow10 = flow10:float() })
+    assert.are.equal("float32", y32.dtype)
+    assert_close(y32, flat(y), 1e-5, 1e-5, "float32")
+    local u0, u1 = ((f0 + 2.2) * 55):round():to("uint8"), ((f1 + 2.2) * 55):round():to("uint8")
+    local yu = vl.video.interpolate(u0, u1, 0.5, { flow01 = flow01, flow10 = flow10 })
+    assert.are.equal("uint8", yu.dtype)
+    local want = (moved(0.5) + 2.2) * 55
+    local e = maxerr(yu:double(), want, 6)
+    assert(e < 0.02 * 55 + 1.5, "uint8 max error " .. e)
+  end)
+  it("rotation by 10 degrees: exact flows, Super SloMo's intermediate flows", function()
+    local th = math.rad(10)
+    local cx, cy = (W - 1) / 2, (H - 1) / 2
+    local function rotated(a)
+      local c, s = math.cos(a), math.sin(a)
+      return texture(function(x, y) return (x - cx) * c + (y - cy) * s + cx end,
+        function(x, y) return -(x - cx) * s + (y - cy) * c + cy end)
+    end
+    local function rflow(a) -- p -> R(a)(p - c) + c - p
+      local c, s = math.cos(a), math.sin(a)
+      local x = vl.arange(W, { dtype = "float64" }):view({ 1, W }):expand({ H, W })
+      local y = vl.arange(H, { dtype = "float64" }):view({ H, 1 }):expand({ H, W })
+      return vl.stack({ (x - cx) * c - (y - cy) * s + cx - x, (x - cx) * s + (y - cy) * c + cy - y }, 3)
+    end
+    local r0, r1 = rotated(0), rotated(th)
+    for _, t in ipairs({ 0.5, 0.25 }) do
+      local want = rotated(t * th)
+      local y = vl.video.interpolate(r0, r1, t, { flow01 = rflow(th), flow10 = rflow(-th) })
+      local e = maxerr(y, want, 6)
+      assert(e < 0.05, string.format("t=%g: max error %g", t, e))
+      assert(maxerr(r0 * (1 - t) + r1 * t, want, 6) > 0.1)
+    end
+  end)
+  it("a square moving over a still background: consistency weights pick the visible frame more often", function()
+    local h, w, S, x0, y0, d = 40, 56, 14, 16, 13, 8
+    vl.manual_seed(3)
+    local bg = vl.rand({ 1, h, w }, { dtype = "float64" }) * 0.2
+    local function frame(s)
+      local f = bg:clone()
+      f:narrow(2, y0 + 1, S):narrow(3, x0 + s + 1, S):fill_(1.0)
+      return f
+    end
+    local function fl(xs, u)
+      local f = vl.zeros({ h, w, 2 }, { dtype = "float64" })
+      f:narrow(1, y0 + 1, S):narrow(2, xs + 1, S):select(3, 1):fill_(u)
+      return f
+    end
+    local want = frame(d // 2)
+    local bad = {}
+    for _, occ in ipairs({ true, false }) do
+      local y = vl.video.interpolate(frame(0), frame(d), 0.5, { flow01 = fl(x0, d), flow10 = fl(x0 + d, -d),
+        occlusion = occ })
+      bad[occ] = (y - want):abs():gt(0.3):sum():item()
+    end
+    assert(bad[true] < bad[false], string.format("wrong pixels: %d with weights, %d without", bad[true], bad[false]))
+  end)
+  it("without flows: vl.flow.farneback when present, a clear error otherwise", function()
+    if vl.flow and vl.flow.farneback then
+      local y = vl.video.interpolate(f0, f1, 0.5)
+      local e = maxerr(y, moved(0.5), 12)
+      assert(e < 0.05, "max error with Farneback flows " .. e)
+    else
+      fails("video.interpolate: no flow01/flow10 given and vl.flow.farneback is not available", vl.video.interpolate,
+        f0, f1, 0.5)
+    end
+  end)
+  it("bad input gives clear errors", function()
+    local o = { flow01 = flow01, flow10 = flow10 }
+    for _, t in ipairs({ 0, 1, 1.5, -0.2, 0 / 0 }) do
+      fails("video.interpolate: t must lie in %(0, 1%), got", vl.video.interpolate, f0, f1, t, o)
+    end
+    fails("video.interpolate: expected two frames of one shape %[C,H,W%] or %[N,C,H,W%], got f0 %[3,48,64%] and f1 %[3,48,63%]",
+      vl.video.interpolate, f0, f1:narrow(3, 1, 63), 0.5, o)
+    fails("video.interpolate: expected flow10 %[48,64,2%] for frames %[3,48,64%], got %[48,63,2%]",
+      vl.video.interpolate, f0, f1, 0.5, { flow01 = flow01, flow10 = flow10:narrow(2, 1, 63) })
+    fails("video.interpolate: give both flow01 and flow10, or neither", vl.video.interpolate, f0, f1, 0.5,
+      { flow01 = flow01 })
+    fails("video.interpolate: frames differ in dtype: f0 float64, f1 float32", vl.video.interpolate, f0, f1:float(),
+      0.5, o)
+    fails("video.interpolate: expected float32, float64 or uint8 frames, got int64", vl.video.interpolate,
+      f0:to("int64"), f1:to("int64"), 0.5, o)
+    fails("video.interpolate: expected float32, float64 or uint8 frames, got int64", vl.video.interpolate,
+      f0:to("int64"), f1:to("int64"), 0.5)
+    fails("video.interpolate: expected two frames of one shape", vl.video.interpolate, f0, f1:narrow(2, 1, 40), 0.5)
+    fails("video.interpolate: unknown option 'flow'", vl.video.interpolate, f0, f1, 0.5, { flow = flow01 })
+    fails("video.interpolate: option 'flow01' must be a tensor", vl.video.interpolate, f0, f1, 0.5,
+      { flow01 = 1, flow10 = flow10 })
   end)
 end)

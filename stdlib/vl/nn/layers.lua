@@ -1,5 +1,5 @@
 -- vl.nn.layers — Linear, Conv1d/Conv2d/ConvTranspose2d, MaxPool2d/3d, AvgPool2d/3d,
--- AdaptiveAvgPool2d/3d, BatchNorm1d/2d, LayerNorm, RMSNorm, GroupNorm, Dropout,
+-- AdaptiveAvgPool2d/3d, BatchNorm1d/2d/3d, LayerNorm, RMSNorm, GroupNorm, Dropout,
 -- Embedding, Identity, Flatten and the activation modules.
 local vl = require "vl"
 local module = require "vl.nn.module"
@@ -359,6 +359,16 @@ BatchNorm2d.extra_repr = bn_repr
 BatchNorm2d.reset_running_stats = bn_reset_running_stats
 BatchNorm2d.reset_parameters = bn_reset_parameters
 BatchNorm2d._short = BatchNorm1d._short
+
+--- nn.BatchNorm3d(num_features, {...as BatchNorm1d}) -- input [N, C, D, H, W] (video clips).
+local BatchNorm3d = Module:extend("BatchNorm3d")
+M.BatchNorm3d = BatchNorm3d
+function BatchNorm3d:init(n, opts) bn_init(self, "BatchNorm3d", n, opts) end
+function BatchNorm3d:forward(x) return bn_forward(self, x, { [5] = true }, "a 5D") end
+BatchNorm3d.extra_repr = bn_repr
+BatchNorm3d.reset_running_stats = bn_reset_running_stats
+BatchNorm3d.reset_parameters = bn_reset_parameters
+BatchNorm3d._short = BatchNorm1d._short
 
 local function shape_arg(v, cls)
   if type(v) == "number" then return { check_int(v, "normalized_shape", cls, 1) } end

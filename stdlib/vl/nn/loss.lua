@@ -77,4 +77,46 @@ function CosineSimilarity:forward(a, b)
   return op("cosine_similarity")(a, b, { dim = self.dim, eps = self.eps })
 end
 
+--- nn.InfoNCELoss({symmetric = true}) -- contrastive loss of a similarity
+-- matrix (already scaled by the temperature): loss(logits [N, N]) with the
+-- diagonal pairs (i, i) as positives is cross_entropy(logits, {1..N}) (each
+-- row picks its column); symmetric (CLIP's loss) averages it with
+-- cross_entropy(logits^T, {1..N}) (each column picks its row).
+-- loss(logits, positives): positives [N, N] (bool or 0/1; the diagonal
+-- must be set) marks every positive pair (several clips with one caption):
+-- each row's target spreads evenly over its positives, and each column's.
+local InfoNCELoss = Module:extend("InfoNCELoss")
+M.InfoNCELoss = InfoNCELoss
+function InfoNCELoss:init(opts) self.symmetric = not (opts and opts.symmetric == false) end
+function InfoNCELoss:extra_repr() return self.symmetric and "" or "symmetric=false" end
+function InfoNCELoss:forward(logits, positives)
+  check_input(self, logits, "logits")
+  local n = logits:dim() == 2 and logits:size(1) or -1
+  if n < 1 or logits:size(2) ~= n then
+    self:_fail("logits must be a non-empty square matrix [N, N] (row i's positive is column i), got shape %s",
+      util.shape_str(logits.shape))
+  end
+  local rows, cols
+  if positives == nil then
+    rows = vl.arange(1, n + 1)
+    cols = rows
+  else
+    check_input(self, positives, "positives")
+    if not util.same_shape(positives.shape, logits.shape) then
+      self:_fail("positives of shape %s must match logits %s", util.shape_str(positives.shape),
+        util.shape_str(logits.shape))
+    end
+    local p = positives:detach():to(logits.dtype)
+    if (p * vl.eye(n):to(p.dtype)):sum(2):min():item() <= 0 then
+      self:_fail("positives must mark the diagonal pairs (i, i)")
+    end
+    rows = p / p:sum(2, true)
+    cols = p:transpose(1, 2) / p:sum(1, true):transpose(1, 2)
+  end
+  local ce = op("cross_entropy")
+  local l = ce(logits, rows)
+  if not self.symmetric then return l end
+  return (l + ce(logits:transpose(1, 2), cols)) * 0.5
+end
+
 return M
