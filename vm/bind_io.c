@@ -9,6 +9,7 @@
 ** their Lua types in the metadata entry "vl.save/types" (a JSON object), and
 ** "vl.save/layout" says whether vl.load should rebuild nested tables.
 */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,6 +569,16 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* vl.fsync(file): flush a Lua file's buffer and ask the kernel to put it on
+ * disk, so an append-only journal survives a power cut, not only a kill. */
+static int l_fsync(lua_State *L) {
+  luaL_Stream *s = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  if (s->closef == NULL || s->f == NULL) return luaL_error(L, "fsync: the file is closed");
+  if (fflush(s->f) != 0 || fsync(fileno(s->f)) != 0)
+    return luaL_error(L, "fsync: %s", strerror(errno));
+  return 0;
+}
+
 static int l_monotonic(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -584,6 +595,7 @@ static const vlua_Reg io_regs[] = {
     {"write_file", l_write_file, VLUA_FUNC,
      "vl.write_file(path, string) -- write atomically (temp file, fsync, rename)"},
     {"isatty", l_isatty, VLUA_FUNC, "vl.isatty(fd | file) -> boolean -- whether it is a terminal"},
+    {"fsync", l_fsync, VLUA_FUNC, "vl.fsync(file) -- flush a Lua file and fsync it to disk"},
     {"monotonic", l_monotonic, VLUA_FUNC, "vl.monotonic() -> number -- wall-clock seconds (monotonic)"},
     {NULL, NULL, 0, NULL}};
 
