@@ -102,7 +102,7 @@ asan: setup
 # ASan + UBSan; each runs FUZZ_SECONDS, seeded with the test fixtures.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := safetensors npy idx
+FUZZ_TARGETS := safetensors npy idx pdbqt
 .PHONY: fuzz
 fuzz:
 	@mkdir -p build-fuzz
@@ -113,8 +113,9 @@ fuzz:
 	    -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(OPS_SRC) \
 	    $(filter-out -llua5.4 -lreadline,$(LIBS)) || exit 1; \
 	  mkdir -p build-fuzz/corpus_$$t; \
+	  seeds=tests/fixtures/io; [ $$t = pdbqt ] && seeds=tests/fixtures/dock_screen; \
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    build-fuzz/corpus_$$t tests/fixtures/io || exit 1; \
+	    build-fuzz/corpus_$$t $$seeds || exit 1; \
 	done
 
 bench:
@@ -148,7 +149,7 @@ clean:
 	rm -rf build build-asan build-*
 
 # man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
-MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops flow nn attention ssm nn_lua s4d transformer vit video_models video_data mamba optim io audio media
+MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops flow nn attention ssm nn_lua s4d transformer vit video_models video_data mamba optim io audio media dock dock_mol dock_search dock_screen
 .PHONY: man
 man:
 	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

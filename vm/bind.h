@@ -103,6 +103,9 @@ void vlua_open_fft(lua_State *L);
 void vlua_open_audio(lua_State *L);
 void vlua_open_media(lua_State *L);
 void vlua_open_flow(lua_State *L);
+void vlua_open_dock(lua_State *L);
+void vlua_open_dock_mol(lua_State *L);
+void vlua_open_dock_search(lua_State *L);
 
 /* Option helpers of the convolution and pooling bindings (bind_conv.c),
    shared by bind_conv3d.c. Sizes: a number or a table of n (<= 3). */

@@ -90,6 +90,9 @@ LUAMOD_API int luaopen_vl(lua_State *L) {
   vlua_open_audio(L);
   vlua_open_media(L);
   vlua_open_flow(L);
+  vlua_open_dock(L);
+  vlua_open_dock_mol(L);
+  vlua_open_dock_search(L);
 
   lua_pushliteral(L, VL_VERSION);
   lua_setfield(L, -2, "version");
