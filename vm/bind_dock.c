@@ -24,9 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ops/dock/molecule.h"
-#include "../ops/dock/scoring.h"
-#include "bind.h"
+#include "bind_dock.h"
 
 #define MOL_MT "vl.dock.Molecule"
 #define SCORER_MT "vl.dock.Scorer"
@@ -39,19 +37,19 @@ typedef struct scorer_box {
   vl_dock_scorer *s;
 } scorer_box;
 
-static vl_dock_mol *check_mol(lua_State *L, int idx) {
+vl_dock_mol *vlua_dock_check_mol(lua_State *L, int idx) {
   mol_box *b = luaL_checkudata(L, idx, MOL_MT);
   if (!b->m) luaL_error(L, "dock: molecule was freed");
   return b->m;
 }
 
-static vl_dock_scorer *check_scorer(lua_State *L, int idx) {
+vl_dock_scorer *vlua_dock_check_scorer(lua_State *L, int idx) {
   scorer_box *b = luaL_checkudata(L, idx, SCORER_MT);
   if (!b->s) luaL_error(L, "dock: scorer was freed");
   return b->s;
 }
 
-static void push_mol(lua_State *L, vl_dock_mol *m) {
+void vlua_dock_push_mol(lua_State *L, vl_dock_mol *m) {
   mol_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->m = m;
   luaL_setmetatable(L, MOL_MT);
@@ -75,7 +73,7 @@ static int l_read_receptor(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   vl_dock_mol *m;
   vlua_check(L, vl_dock_read_receptor(path, &m));
-  push_mol(L, m);
+  vlua_dock_push_mol(L, m);
   return 1;
 }
 
@@ -94,7 +92,7 @@ static int l_read_ligands(lua_State *L) {
     }
     *m = ms[i];
     memset(&ms[i], 0, sizeof ms[i]);
-    push_mol(L, m);
+    vlua_dock_push_mol(L, m);
     lua_rawseti(L, -2, i + 1);
   }
   vl_dock_mols_free(ms, n);
@@ -201,7 +199,7 @@ static int opt_table(lua_State *L, int idx) {
 /* ---- molecule methods ---- */
 
 static int mol_info(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   lua_newtable(L);
   setint(L, "natoms", m->natoms);
   setint(L, "nbonds", m->nbonds);
@@ -223,7 +221,7 @@ static int mol_info(lua_State *L) {
 static const char *const el_names[VL_DOCK_EL_COUNT] = {"H", "C", "N", "O", "S", "P", "F", "Cl", "Br", "I", "Si", "At", "Met", "Dummy"};
 
 static int mol_atoms(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   lua_createtable(L, m->natoms, 0);
   for (int i = 0; i < m->natoms; i++) {
     const vl_dock_atom *a = &m->atoms[i];
@@ -252,7 +250,7 @@ static int mol_atoms(lua_State *L) {
 }
 
 static int mol_bonds(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   lua_createtable(L, m->nbonds, 0);
   for (int b = 0; b < m->nbonds; b++) {
     lua_createtable(L, 2, 1);
@@ -268,7 +266,7 @@ static int mol_bonds(lua_State *L) {
 }
 
 static int mol_pairs(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   lua_createtable(L, m->npairs, 0);
   for (int p = 0; p < m->npairs; p++) {
     lua_createtable(L, 2, 0);
@@ -282,7 +280,7 @@ static int mol_pairs(lua_State *L) {
 }
 
 static int mol_torsions(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   lua_createtable(L, m->nnodes, 0);
   for (int k = 0; k < m->nnodes; k++) {
     const vl_dock_node *n = &m->nodes[k];
@@ -307,7 +305,7 @@ static int mol_torsions(lua_State *L) {
 }
 
 static int mol_coords(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   double *xyz = scratch(L, (size_t)(m->natoms ? m->natoms : 1) * 3 * sizeof *xyz);
   if (!xyz) return luaL_error(L, "dock: out of memory");
   for (int i = 0; i < m->natoms; i++)
@@ -326,7 +324,7 @@ static void check_pose(lua_State *L, int idx, const vl_dock_mol *m, double *pos,
 }
 
 static int mol_pose_identity(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   if (!m->is_ligand) return luaL_error(L, "pose_identity: %s is not a ligand", m->source);
   int nt = m->nnodes - 1;
   double pos[3], q[4], *tors = scratch(L, (size_t)(nt ? nt : 1) * sizeof *tors);
@@ -339,7 +337,7 @@ static int mol_pose_identity(lua_State *L) {
 }
 
 static int mol_pose_coords(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   if (!m->is_ligand) return luaL_error(L, "pose_coords: %s is not a ligand", m->source);
   int nt = m->nnodes - 1;
   double pos[3], q[4];
@@ -357,7 +355,7 @@ static int mol_pose_coords(lua_State *L) {
 }
 
 static int mol_pose_gradient(lua_State *L) {
-  vl_dock_mol *m = check_mol(L, 1);
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   if (!m->is_ligand) return luaL_error(L, "pose_gradient: %s is not a ligand", m->source);
   double *xyz = check_coords(L, 2, m, "pose_gradient");
   double *dx = check_coords(L, 3, m, "pose_gradient");
@@ -392,7 +390,7 @@ static void check_box(lua_State *L, int idx, vl_dock_box *box) {
 }
 
 static int l_scorer(lua_State *L) {
-  vl_dock_mol *rec = check_mol(L, 1);
+  vl_dock_mol *rec = vlua_dock_check_mol(L, 1);
   vl_dock_box box;
   check_box(L, 2, &box);
   vl_dock_weights w;
@@ -441,8 +439,8 @@ static void push_energy(lua_State *L, const vl_dock_energy *e) {
 }
 
 static int sc_score(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
-  vl_dock_mol *lig = check_mol(L, 2);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
+  vl_dock_mol *lig = vlua_dock_check_mol(L, 2);
   int opt = opt_table(L, 3);
   int method = method_from(L, opt, "score");
   double unbound = NAN;
@@ -471,8 +469,8 @@ static int sc_score(lua_State *L) {
 }
 
 static int sc_energy(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
-  vl_dock_mol *lig = check_mol(L, 2);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
+  vl_dock_mol *lig = vlua_dock_check_mol(L, 2);
   int opt = opt_table(L, 4);
   int method = method_from(L, opt, "energy");
   double slope = 1e6;
@@ -496,8 +494,8 @@ static int sc_energy(lua_State *L) {
 }
 
 static int sc_pose_energy(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
-  vl_dock_mol *lig = check_mol(L, 2);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
+  vl_dock_mol *lig = vlua_dock_check_mol(L, 2);
   if (!lig->is_ligand) return luaL_error(L, "pose_energy: %s is not a ligand", lig->source);
   int opt = opt_table(L, 6);
   int method = method_from(L, opt, "pose_energy");
@@ -529,12 +527,12 @@ static int xs_from_name(const char *s) {
 }
 
 static int sc_grids(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
   int st;
   if (lua_isnoneornil(L, 2)) {
     st = vl_dock_scorer_grids(s, NULL, NULL, 0);
   } else if (luaL_testudata(L, 2, MOL_MT)) {
-    st = vl_dock_scorer_grids(s, check_mol(L, 2), NULL, 0);
+    st = vl_dock_scorer_grids(s, vlua_dock_check_mol(L, 2), NULL, 0);
   } else {
     luaL_checktype(L, 2, LUA_TTABLE);
     int n = (int)lua_rawlen(L, 2), types[VL_DOCK_XS_COUNT];
@@ -554,7 +552,7 @@ static int sc_grids(lua_State *L) {
 }
 
 static int sc_grid_value(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
   const char *nm = luaL_checkstring(L, 2);
   int t = xs_from_name(nm);
   if (t < 0) return luaL_error(L, "grid_value: unknown X-Score type '%s'", nm);
@@ -567,7 +565,7 @@ static int sc_grid_value(lua_State *L) {
 }
 
 static int sc_box(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
   const vl_dock_box *b = vl_dock_scorer_box(s);
   lua_newtable(L);
   push_vec(L, b->center, 3);
@@ -586,8 +584,8 @@ static int sc_box(lua_State *L) {
 }
 
 static int sc_local_opt(lua_State *L) {
-  vl_dock_scorer *s = check_scorer(L, 1);
-  vl_dock_mol *lig = check_mol(L, 2);
+  vl_dock_scorer *s = vlua_dock_check_scorer(L, 1);
+  vl_dock_mol *lig = vlua_dock_check_mol(L, 2);
   if (!lig->is_ligand) return luaL_error(L, "local_opt: %s is not a ligand", lig->source);
   int opt = opt_table(L, 3);
   vl_dock_opt o = {VL_DOCK_GRID, VL_DOCK_VINA, 0, 0, 0};

@@ -17,24 +17,18 @@
 **   vl.dock.rmsd(chem, a, b, {symmetry = true, ignore_orders = false,
 **                max_automorphisms = 100000}) -> rmsd, automorphisms visited
 **
-** The Molecule userdata layout and metatable name ("vl.dock.Molecule")
-** are bind_dock.c's; they are duplicated here (mol_box) until a shared
-** header exists.
+** Molecules (the prepared ligands) are bind_dock.c's userdata, made and read
+** through bind_dock.h.
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../ops/dock/io.h"
 #include "../ops/dock/ligprep.h"
-#include "bind.h"
+#include "bind_dock.h"
 
 #define CHEM_MT "vl.dock.Chem"
 #define SDFR_MT "vl.dock.SdfReader"
-#define MOL_MT "vl.dock.Molecule" /* bind_dock.c */
-
-typedef struct mol_box {
-  vl_dock_mol *m;
-} mol_box;
 
 typedef struct chem_box {
   vl_chem *c; /* one malloc'ed vl_chem */
@@ -292,9 +286,6 @@ static void push_info(lua_State *L, const vl_dock_prep_info *inf) {
 
 static int chem_prepare(lua_State *L) {
   vl_chem *c = check_chem(L, 1);
-  if (luaL_getmetatable(L, MOL_MT) == LUA_TNIL)
-    return luaL_error(L, "prepare: the vl.dock.Molecule type is not registered (vm/bind_dock.c)");
-  lua_pop(L, 1);
   vl_dock_mol *m = malloc(sizeof *m);
   if (!m) return luaL_error(L, "prepare: out of memory");
   int *map = NULL;
@@ -304,9 +295,7 @@ static int chem_prepare(lua_State *L) {
     return vlua_raise(L);
   }
   int n = m->natoms;
-  mol_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->m = m;
-  luaL_setmetatable(L, MOL_MT);
+  vlua_dock_push_mol(L, m);
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     int o = m->atoms[i].order;
@@ -358,9 +347,7 @@ static double *check_poses(lua_State *L, int idx, int n, int *np, const char *op
 
 static int l_write_pdbqt(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  mol_box *mb = luaL_checkudata(L, 2, MOL_MT);
-  if (!mb->m) return luaL_error(L, "write_pdbqt: molecule was freed");
-  vl_dock_mol *m = mb->m;
+  vl_dock_mol *m = vlua_dock_check_mol(L, 2);
   int opt = lua_istable(L, 3) ? 3 : 0;
   int P = 1;
   double *xyz = NULL, *scores = NULL;

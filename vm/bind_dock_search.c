@@ -18,18 +18,7 @@
 #include <string.h>
 
 #include "../ops/dock/search.h"
-#include "bind.h"
-
-#define MOL_MT "vl.dock.Molecule"  /* bind_dock.c */
-#define SCORER_MT "vl.dock.Scorer" /* bind_dock.c */
-
-typedef struct mol_box {
-  vl_dock_mol *m;
-} mol_box;
-
-typedef struct scorer_box {
-  vl_dock_scorer *s;
-} scorer_box;
+#include "bind_dock.h"
 
 static void push_vec(lua_State *L, const double *v, int n) {
   lua_createtable(L, n, 0);
@@ -62,11 +51,8 @@ static double opt_pos(lua_State *L, int opt, const char *k, double def) {
 }
 
 static int l_search(lua_State *L) {
-  scorer_box *sb = luaL_checkudata(L, 1, SCORER_MT);
-  if (!sb->s) return luaL_error(L, "dock.search: scorer was freed");
-  mol_box *mb = luaL_checkudata(L, 2, MOL_MT);
-  if (!mb->m) return luaL_error(L, "dock.search: molecule was freed");
-  const vl_dock_mol *lig = mb->m;
+  vl_dock_scorer *scorer = vlua_dock_check_scorer(L, 1);
+  const vl_dock_mol *lig = vlua_dock_check_mol(L, 2);
   if (!lig->is_ligand) return luaL_error(L, "dock.search: %s is a receptor (expected a ligand)", lig->source);
   int opt = 0;
   if (!lua_isnoneornil(L, 3)) {
@@ -104,7 +90,7 @@ static int l_search(lua_State *L) {
   o.ftol = vlua_optnumber(L, opt, "ftol", o.ftol);
   if (!(o.ftol >= 0) || !isfinite(o.ftol)) return luaL_error(L, "dock.search: option 'ftol' = %f (expected a finite number >= 0)", o.ftol);
   vl_dock_result *r = NULL;
-  vlua_check(L, vl_dock_search(sb->s, lig, &o, &r));
+  vlua_check(L, vl_dock_search(scorer, lig, &o, &r));
   /* build the Lua result; r is freed on every path below */
   int n = r->natoms;
   lua_createtable(L, r->nmodes, 0);
