@@ -53,44 +53,10 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
   b->n += (size_t)need;
 }
 
+/* ops/io.c's atomic write (temp file, fsync, rename, the mode a plain
+   create would give). */
 int vl_dock_write_atomic(const char *path, const char *text, size_t len) {
-  size_t pl = strlen(path);
-  char *tmp = malloc(pl + 16);
-  if (!tmp) return vl_error(VL_ENOMEM, "write: out of memory writing '%s'", path);
-  snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return vl_error(VL_EIO, "write: cannot create a temporary file next to '%s': %s", path, strerror(e));
-  }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, text + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      free(tmp);
-      return vl_error(VL_EIO, "write: writing '%s' failed: %s", path, strerror(e));
-    }
-    off += (size_t)w;
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
-    unlink(tmp);
-    free(tmp);
-    return vl_error(VL_EIO, "write: flushing '%s' failed: %s", path, strerror(e));
-  }
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    free(tmp);
-    return vl_error(VL_EIO, "write: cannot rename the temporary file to '%s': %s", path, strerror(e));
-  }
-  free(tmp);
-  return VL_OK;
+  return vl_write_file_atomic(path, text, len);
 }
 
 /* ---- PDBQT ---- */
