@@ -149,7 +149,7 @@ clean:
 	rm -rf build build-asan build-*
 
 # man/vl.7 is assembled from one part per subsystem (man/parts/*.7).
-MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops flow nn attention ssm nn_lua s4d transformer vit video_models video_data mamba optim io audio media dock dock_mol dock_search dock_screen
+MAN_PARTS := tensor elementwise reduce linalg fft index random conv conv3d interpolate video_ops flow nn attention ssm nn_lua s4d transformer vit video_models video_data mamba optim script io audio media dock dock_mol dock_search dock_screen
 .PHONY: man
 man:
 	cat man/vl.7.head $(foreach p,$(MAN_PARTS),man/parts/$(p).7) man/vl.7.tail > man/vl.7

@@ -45,6 +45,7 @@ local vl = require "vl"
 local nn = require "vl.nn"
 local optim = require "vl.optim"
 local data = require "vl.data"
+local S = require "vl.script"
 
 local fmt = string.format
 
@@ -232,11 +233,7 @@ function M.blas_hint()
   return nil
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = S.exists
 
 -- ---------------------------------------------------------------------------
 -- Data
@@ -388,36 +385,12 @@ end
 
 -- Usage errors (messages starting "train_cnn:") print one line; anything
 -- else keeps its traceback.
-local function fail_handler(err)
-  if type(err) == "string" and err:match("^train_cnn: ") then return err end
-  return debug.traceback(tostring(err), 2)
-end
+local fail_handler = S.fail_handler("train_cnn: ")
 
 function M.main(argv)
-  local ok, o = xpcall(M.parse_args, fail_handler, argv)
-  if not ok then
-    io.stderr:write(o, "\n")
-    os.exit(2)
-  end
-  if o.help then
-    local f = io.open(debug.getinfo(1, "S").source:sub(2), "r")
-    if f then
-      for line in f:lines() do
-        if not line:match("^%-%-") then break end
-        print((line:gsub("^%-%- ?", "")))
-      end
-      f:close()
-    end
-    return
-  end
-  local hint = M.blas_hint()
-  if hint then io.stderr:write(hint, "\n") end
-  local r
-  ok, r = xpcall(M.run, fail_handler, o)
-  if not ok then
-    io.stderr:write(r, "\n")
-    os.exit(1)
-  end
+  local o = S.start(argv, M.parse_args, fail_handler, debug.getinfo(1, "S").source:sub(2), M.blas_hint)
+  if not o then return end
+  local r = S.finish("train_cnn", false, xpcall(M.run, fail_handler, o))
   local h = r.history[#r.history]
   if h then
     print(fmt("done: test accuracy %.4f after %d epochs; %.1f s in this run; checkpoint %s", h.test_acc, #r.history,

@@ -60,6 +60,7 @@ local optim = require "vl.optim"
 local data = require "vl.data"
 local progress = require "vl.progress"
 local cnn3d = require "vl.video.cnn3d"
+local S = require "vl.script"
 
 local fmt = string.format
 
@@ -90,40 +91,11 @@ local FLAGS = {
   fresh = "bool", resume = "bool", quiet = "bool", help = "bool",
 }
 
-local function usage(msg, ...) error(fmt(M.NAME .. ": " .. msg, ...), 0) end
+local usage = S.usage_fn(M.NAME)
 
 -- parse_args({"--model", "r2plus1d", ...}) -> options (defaults filled in).
 function M.parse_args(argv)
-  local o = {}
-  for k, v in pairs(M.DEFAULTS) do o[k] = v end
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    local kind = name and FLAGS[name]
-    if not kind then usage("unknown argument '%s' (see --help)", a) end
-    if kind == "bool" and val ~= nil then usage("--%s takes no value", name) end
-    if kind ~= "bool" and val == nil then
-      i = i + 1
-      val = argv[i]
-      if val == nil then usage("--%s needs a value", name) end
-    end
-    local key = name:gsub("%-", "_")
-    if kind == "bool" then
-      o[key] = true
-    elseif kind == "str" then
-      if val == "" then usage("--%s needs a non-empty value", name) end
-      o[key] = val
-    else
-      local n = tonumber(val)
-      if n == nil or (kind == "int" and math.tointeger(n) == nil) then
-        usage("--%s expects %s, got '%s'", name, kind == "int" and "an integer" or "a number", val)
-      end
-      o[key] = kind == "int" and math.tointeger(n) or n
-    end
-    i = i + 1
-  end
+  local o = S.parse_args(argv, FLAGS, M.DEFAULTS, M.NAME)
   if not M.MODELS[o.model] then usage("--model must be c3d, r2plus1d or slowfast, got '%s'", o.model) end
   o.frames = o.frames or (o.model == "slowfast" and 16 or 8)
   for _, k in ipairs({ "epochs", "batch", "width", "frames", "clip_frames", "alpha", "beta_inv", "train_size",
@@ -243,11 +215,7 @@ local function evaluate(model, ds, o, lossf)
   return loss_sum / n, correct / n
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = S.exists
 
 local function say(o, ...)
   if o.log then
@@ -258,28 +226,11 @@ local function say(o, ...)
   end
 end
 
-local function is_interrupt(err)
-  return type(err) == "string" and err:match("interrupted!$") ~= nil
-end
+local is_interrupt = S.is_interrupt
 
-local function config_of(o)
-  local c = {}
-  for _, k in ipairs(M.CONFIG_KEYS) do c[k] = o[k] end
-  return c
-end
+local function config_of(o) return S.config_of(o, M.CONFIG_KEYS) end
 
-local function check_config(saved, o, path)
-  local diffs = {}
-  for _, k in ipairs(M.CONFIG_KEYS) do
-    if saved[k] ~= o[k] then
-      diffs[#diffs + 1] = fmt("%s %s (checkpoint) vs %s", k:gsub("_", "-"), tostring(saved[k]), tostring(o[k]))
-    end
-  end
-  if #diffs > 0 then
-    error(fmt("%s: %s was made with other settings (%s); pass the same flags, or --fresh to start over", M.NAME,
-      path, table.concat(diffs, "; ")), 0)
-  end
-end
+local function check_config(saved, o, path) S.check_config(saved, o, path, M.CONFIG_KEYS, M.NAME) end
 
 -- run(options) -> {model, history, resumed_from, seconds, interrupted, paths, optimizer, position}
 -- options as parse_args (o.log: a function taking each line instead of print).
@@ -442,41 +393,13 @@ function M.run(o)
   }
 end
 
-local function fail_handler(err)
-  if type(err) == "string" and (err:find("^" .. M.NAME .. ": ") or err:find("^moving_shapes: ")) then return err end
-  return debug.traceback(tostring(err), 2)
-end
+local fail_handler = S.fail_handler(M.NAME .. ": ", "moving_shapes: ")
 
 -- main(argv): the command line.
 function M.main(argv)
-  local ok, o = xpcall(M.parse_args, fail_handler, argv)
-  if not ok then
-    io.stderr:write(o, "\n")
-    os.exit(2)
-  end
-  if o.help then
-    local f = io.open(debug.getinfo(1, "S").source:sub(2), "r")
-    if f then
-      for line in f:lines() do
-        if not line:match("^%-%-") then break end
-        print((line:gsub("^%-%- ?", "")))
-      end
-      f:close()
-    end
-    return
-  end
-  local hint = cnn.blas_hint()
-  if hint then io.stderr:write(hint, "\n") end
-  local r
-  ok, r = xpcall(M.run, fail_handler, o)
-  if not ok and is_interrupt(r:match("^[^\n]*")) then
-    io.stderr:write("\n" .. M.NAME .. ": interrupted before training started; nothing saved\n")
-    os.exit(130)
-  end
-  if not ok then
-    io.stderr:write(r, "\n")
-    os.exit(1)
-  end
+  local o = S.start(argv, M.parse_args, fail_handler, debug.getinfo(1, "S").source:sub(2), cnn.blas_hint)
+  if not o then return end
+  local r = S.finish(M.NAME, true, xpcall(M.run, fail_handler, o))
   if r.interrupted then os.exit(130) end
   local h = r.history[#r.history]
   if h then

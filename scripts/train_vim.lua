@@ -46,6 +46,7 @@
 -- returns { parse_args, run, build_model, vim_config, paths, load_model, ... }.
 local vl = require "vl"
 local data = require "vl.data"
+local S = require "vl.script"
 
 local fmt = string.format
 
@@ -81,40 +82,11 @@ local FLAGS = {
   fresh = "bool", resume = "bool", quiet = "bool", help = "bool",
 }
 
-local function usage(msg, ...) error(fmt("train_vim: " .. msg, ...), 0) end
+local usage = S.usage_fn("train_vim")
 
 -- parse_args({"--epochs", "3", ...}) -> options (defaults filled in).
 function M.parse_args(argv)
-  local o = {}
-  for k, v in pairs(M.DEFAULTS) do o[k] = v end
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    local kind = name and FLAGS[name]
-    if not kind then usage("unknown argument '%s' (see --help)", a) end
-    if kind == "bool" and val ~= nil then usage("--%s takes no value", name) end
-    if kind ~= "bool" and val == nil then
-      i = i + 1
-      val = argv[i]
-      if val == nil then usage("--%s needs a value", name) end
-    end
-    local key = name:gsub("%-", "_")
-    if kind == "bool" then
-      o[key] = true
-    elseif kind == "str" then
-      if val == "" then usage("--%s needs a non-empty value", name) end
-      o[key] = val
-    else
-      local n = tonumber(val)
-      if n == nil or (kind == "int" and math.tointeger(n) == nil) then
-        usage("--%s expects %s, got '%s'", name, kind == "int" and "an integer" or "a number", val)
-      end
-      o[key] = kind == "int" and math.tointeger(n) or n
-    end
-    i = i + 1
-  end
+  local o = S.parse_args(argv, FLAGS, M.DEFAULTS, "train_vim")
   for _, k in ipairs({ "epochs", "batch", "patch", "dim", "depth", "d_state", "expand", "eval_batch" }) do
     if o[k] < 1 then usage("--%s must be at least 1, got %d", k:gsub("_", "-"), o[k]) end
   end

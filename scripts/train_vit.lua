@@ -60,6 +60,7 @@ local nn = require "vl.nn"
 local optim = require "vl.optim"
 local data = require "vl.data"
 local progress = require "vl.progress"
+local S = require "vl.script"
 
 local fmt = string.format
 
@@ -95,40 +96,11 @@ local FLAGS = {
   fresh = "bool", resume = "bool", quiet = "bool", help = "bool",
 }
 
-local function usage(msg, ...) error(fmt("train_vit: " .. msg, ...), 0) end
+local usage = S.usage_fn("train_vit")
 
 -- parse_args({"--epochs", "3", ...}) -> options (defaults filled in).
 function M.parse_args(argv)
-  local o = {}
-  for k, v in pairs(M.DEFAULTS) do o[k] = v end
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    local kind = name and FLAGS[name]
-    if not kind then usage("unknown argument '%s' (see --help)", a) end
-    if kind == "bool" and val ~= nil then usage("--%s takes no value", name) end
-    if kind ~= "bool" and val == nil then
-      i = i + 1
-      val = argv[i]
-      if val == nil then usage("--%s needs a value", name) end
-    end
-    local key = name:gsub("%-", "_")
-    if kind == "bool" then
-      o[key] = true
-    elseif kind == "str" then
-      if val == "" then usage("--%s needs a non-empty value", name) end
-      o[key] = val
-    else
-      local n = tonumber(val)
-      if n == nil or (kind == "int" and math.tointeger(n) == nil) then
-        usage("--%s expects %s, got '%s'", name, kind == "int" and "an integer" or "a number", val)
-      end
-      o[key] = kind == "int" and math.tointeger(n) or n
-    end
-    i = i + 1
-  end
+  local o = S.parse_args(argv, FLAGS, M.DEFAULTS, "train_vit")
   for _, k in ipairs({ "epochs", "batch", "patch", "hidden", "layers", "heads", "mlp", "eval_batch" }) do
     if o[k] < 1 then usage("--%s must be at least 1, got %d", k:gsub("_", "-"), o[k]) end
   end
@@ -424,30 +396,11 @@ local function evaluate(model, xs, ys, lossf, bs)
   return loss_sum / n, correct / n
 end
 
-local function config_of(o, job)
-  local c = {}
-  for _, k in ipairs(job.config_keys) do c[k] = o[k] end
-  return c
-end
+local function config_of(o, job) return S.config_of(o, job.config_keys) end
 
-local function check_config(saved, o, path, job)
-  local diffs = {}
-  for _, k in ipairs(job.config_keys) do
-    if saved[k] ~= o[k] then
-      diffs[#diffs + 1] = fmt("%s %s (checkpoint) vs %s", k:gsub("_", "-"), tostring(saved[k]), tostring(o[k]))
-    end
-  end
-  if #diffs > 0 then
-    error(fmt("%s: %s was made with other settings (%s); pass the same flags, or --fresh to start over", job.name,
-      path, table.concat(diffs, "; ")), 0)
-  end
-end
+local function check_config(saved, o, path, job) S.check_config(saved, o, path, job.config_keys, job.name) end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = S.exists
 
 local function say(o, ...)
   if o.log then o.log(fmt(...)) elseif not o.quiet_stdout then
@@ -456,9 +409,7 @@ local function say(o, ...)
   end
 end
 
-local function is_interrupt(err)
-  return type(err) == "string" and err:match("interrupted!$") ~= nil
-end
+local is_interrupt = S.is_interrupt
 
 -- What run and main need of a model family (scripts/train_vim.lua has its
 -- own): the script's name and file, the options a checkpoint must match,
@@ -640,46 +591,15 @@ end
 
 -- Usage errors (messages starting with the script's name) print one line;
 -- anything else keeps its traceback.
-local function fail_handler(job)
-  return function(err)
-    if type(err) == "string" and (err:find("^" .. job.name .. ": ") or err:match("^fashion_mnist: ")) then
-      return err
-    end
-    return debug.traceback(tostring(err), 2)
-  end
-end
+local function fail_handler(job) return S.fail_handler(job.name .. ": ", "fashion_mnist: ") end
 
 -- main(argv[, job]): the command line (job: M.JOB by default).
 function M.main(argv, job)
   job = job or M.JOB
-  local ok, o = xpcall(job.parse_args, fail_handler(job), argv)
-  if not ok then
-    io.stderr:write(o, "\n")
-    os.exit(2)
-  end
-  if o.help then
-    local f = io.open(job.script, "r")
-    if f then
-      for line in f:lines() do
-        if not line:match("^%-%-") then break end
-        print((line:gsub("^%-%- ?", "")))
-      end
-      f:close()
-    end
-    return
-  end
-  local hint = cnn.blas_hint()
-  if hint then io.stderr:write(hint, "\n") end
-  local r
-  ok, r = xpcall(M.run, fail_handler(job), o, job)
-  if not ok and is_interrupt(r:match("^[^\n]*")) then
-    io.stderr:write("\n" .. job.name .. ": interrupted before training started; nothing saved\n")
-    os.exit(130)
-  end
-  if not ok then
-    io.stderr:write(r, "\n")
-    os.exit(1)
-  end
+  local handler = fail_handler(job)
+  local o = S.start(argv, job.parse_args, handler, job.script, cnn.blas_hint)
+  if not o then return end
+  local r = S.finish(job.name, true, xpcall(M.run, handler, o, job))
   if r.interrupted then os.exit(130) end
   local h = r.history[#r.history]
   if h then

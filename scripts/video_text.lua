@@ -61,6 +61,7 @@ local optim = require "vl.optim"
 local data = require "vl.data"
 local video = require "vl.video"
 local progress = require "vl.progress"
+local S = require "vl.script"
 
 local fmt = string.format
 
@@ -89,40 +90,11 @@ local FLAGS = {
   ["single-positive"] = "bool", fresh = "bool", quiet = "bool", help = "bool", ["stop-after"] = "int",
 }
 
-local function usage(msg, ...) error(fmt("video_text: " .. msg, ...), 0) end
+local usage = S.usage_fn("video_text")
 
 -- parse_args({"--epochs", "3", ...}) -> options (defaults filled in).
 function M.parse_args(argv)
-  local o = {}
-  for k, v in pairs(M.DEFAULTS) do o[k] = v end
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    local kind = name and FLAGS[name]
-    if not kind then usage("unknown argument '%s' (see --help)", a) end
-    if kind == "bool" and val ~= nil then usage("--%s takes no value", name) end
-    if kind ~= "bool" and val == nil then
-      i = i + 1
-      val = argv[i]
-      if val == nil then usage("--%s needs a value", name) end
-    end
-    local key = name:gsub("%-", "_")
-    if kind == "bool" then
-      o[key] = true
-    elseif kind == "str" then
-      if val == "" then usage("--%s needs a non-empty value", name) end
-      o[key] = val
-    else
-      local v = tonumber(val)
-      if v == nil or (kind == "int" and math.tointeger(v) == nil) then
-        usage("--%s expects %s, got '%s'", name, kind == "int" and "an integer" or "a number", val)
-      end
-      o[key] = kind == "int" and math.tointeger(v) or v
-    end
-    i = i + 1
-  end
+  local o = S.parse_args(argv, FLAGS, M.DEFAULTS, "video_text")
   for _, k in ipairs({ "epochs", "n", "batch", "frames", "size", "patch", "dim", "depth", "heads", "embed",
     "width" }) do
     if o[k] < 1 then usage("--%s must be at least 1, got %d", k, o[k]) end
@@ -385,17 +357,9 @@ function M.evaluate(model, te, batch)
   return { r1 = r[1], r5 = r[5] }
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = S.exists
 
-local function config_of(o)
-  local c = {}
-  for _, k in ipairs(CONFIG_KEYS) do c[k] = o[k] end
-  return c
-end
+local function config_of(o) return S.config_of(o, CONFIG_KEYS) end
 
 local function check_config(saved, o, path)
   for _, k in ipairs(CONFIG_KEYS) do
@@ -524,36 +488,12 @@ function M.run(o)
   return res
 end
 
-local function fail_handler(err)
-  if type(err) == "string" and err:match("^video_text: ") then return err end
-  return debug.traceback(tostring(err), 2)
-end
+local fail_handler = S.fail_handler("video_text: ")
 
 function M.main(argv)
-  local ok, o = xpcall(M.parse_args, fail_handler, argv)
-  if not ok then
-    io.stderr:write(o, "\n")
-    os.exit(2)
-  end
-  if o.help then
-    local f = io.open(debug.getinfo(1, "S").source:sub(2), "r")
-    if f then
-      for line in f:lines() do
-        if not line:match("^%-%-") then break end
-        print((line:gsub("^%-%- ?", "")))
-      end
-      f:close()
-    end
-    return
-  end
-  local hint = cnn.blas_hint()
-  if hint then io.stderr:write(hint, "\n") end
-  local r
-  ok, r = xpcall(M.run, fail_handler, o)
-  if not ok then
-    io.stderr:write(r, "\n")
-    os.exit(1)
-  end
+  local o = S.start(argv, M.parse_args, fail_handler, debug.getinfo(1, "S").source:sub(2), cnn.blas_hint)
+  if not o then return end
+  local r = S.finish("video_text", false, xpcall(M.run, fail_handler, o))
   print(fmt("\ntext->video retrieval, %d held-out captions each ranking the %d held-out clips", o.test_n, o.test_n))
   print("(a hit: a retrieved clip whose caption has the query's colour, shape and action)")
   print(fmt("  %-36s %7s %7s", "", "R@1", "R@5"))
