@@ -499,21 +499,12 @@ function M.run(o, job)
     vl.write_file(files.config, M.json_encode(job.model_info(o, extra)) .. "\n")
   end
 
-  -- The update and the bookkeeping of a step run in this coroutine: SIGINT
-  -- hooks the main Lua thread only, so a step is applied whole or not at all.
-  local updater = coroutine.create(function()
-    while true do
-      local epoch, k, order, sums = coroutine.yield()
-      opt:step()
-      sched:step()
-      cur = { epoch = epoch - 1, step = k, order = order, sums = sums, rng = vl.get_rng_state() }
-    end
+  -- The update and the bookkeeping of a step: applied whole or not at all.
+  local apply_step = S.uninterruptible(function(epoch, k, order, sums)
+    opt:step()
+    sched:step()
+    cur = { epoch = epoch - 1, step = k, order = order, sums = sums, rng = vl.get_rng_state() }
   end)
-  coroutine.resume(updater)
-  local function apply_step(...)
-    local ok, err = coroutine.resume(updater, ...)
-    if not ok then error(err, 0) end
-  end
 
   local step_count = 0 -- steps taken in this process (for --interrupt-after)
   local last_epoch = o.epochs

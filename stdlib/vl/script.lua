@@ -20,6 +20,25 @@ function S.usage_fn(name)
   return function(msg, ...) error(fmt(name .. ": " .. msg, ...), 0) end
 end
 
+-- uninterruptible(fn) -> function(...) that runs fn(...) in a coroutine
+-- made now. vlua's SIGINT hook is set on the main Lua thread when Ctrl-C
+-- arrives, and a coroutine created before that has no hook: a call (an
+-- optimiser step and its bookkeeping) runs whole or not at all. Errors in
+-- fn are raised again (after that the function is spent).
+function S.uninterruptible(fn)
+  local co = coroutine.create(function(...)
+    local args = table.pack(...)
+    while true do
+      fn(table.unpack(args, 1, args.n))
+      args = table.pack(coroutine.yield())
+    end
+  end)
+  return function(...)
+    local ok, err = coroutine.resume(co, ...)
+    if not ok then error(err, 0) end
+  end
+end
+
 -- parse_args(argv, flags, defaults, name) -> options.
 -- flags: { ["flag-name"] = "bool" | "str" | "int" | "num" }; "--name=value"
 -- and "--name value" both work; the option's key is the name with "-"

@@ -80,6 +80,22 @@ describe("vl.script helpers", function()
     assert.is_truthy(h({}):find("stack traceback:", 1, true))
   end)
 
+  it("uninterruptible runs each call whole in a hookless coroutine, passing arguments and errors", function()
+    local seen = {}
+    local step = S.uninterruptible(function(a, b, c)
+      seen[#seen + 1] = { a, b, c, hooked = debug.gethook() ~= nil }
+      if a == "fail" then error("step failed", 0) end
+    end)
+    -- a hook set on the main thread after creation (as vlua's SIGINT handler does)
+    -- does not reach the calls
+    debug.sethook(function() end, "", 1000)
+    step(1, nil, 3)
+    step("x", 2)
+    debug.sethook()
+    assert.are.same({ { 1, nil, 3, hooked = false }, { "x", 2, nil, hooked = false } }, seen)
+    assert.are.equal("step failed", err_of(step, "fail"))
+  end)
+
   it("config_of and check_config compare the recorded options", function()
     local keys = { "epochs", "eval_batch" }
     local c = S.config_of({ epochs = 3, eval_batch = 5, lr = 1 }, keys)
