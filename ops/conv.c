@@ -612,26 +612,8 @@ static vl_tensor *conv_run(const char *op, bool transposed, const vl_tensor *x, 
   }
   grad_restore(gg);
   vl_tensor_release(bc);
-  if (rc == VL_OK && need) {
-    vl_node *n = vl_ag_node(op, conv_backward, b ? 3 : 2, (const vl_tensor *[]){x, w, b});
-    conv_ctx *cx = n ? malloc(sizeof *cx) : NULL;
-    if (n && cx) {
-      cx->g = *g, cx->N = N, cx->transposed = transposed;
-      n->extra = cx, n->free_extra = free;
-    }
-    if (n == NULL || cx == NULL || vl_ag_save(n, xc) < 0 || vl_ag_save(n, wc) < 0 || vl_ag_attach(y, n) != VL_OK) {
-      if (n && cx == NULL) vl_error(VL_ENOMEM, "%s: out of memory for the autograd node", op);
-      vl_ag_node_release(n);
-      rc = vl_last_status();
-    }
-  }
-  vl_tensor_release(xc);
-  vl_tensor_release(wc);
-  if (rc != VL_OK) {
-    vl_tensor_release(y);
-    return NULL;
-  }
-  return y;
+  conv_ctx cx = {.g = *g, .N = N, .transposed = transposed};
+  return conv_finish(op, rc, need, conv_backward, x, w, b, xc, wc, y, &cx, sizeof cx);
 }
 
 

@@ -9,7 +9,10 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "autograd.h"
 #include "vl_internal.h"
 
 /* A batch whose GEMMs add up to fewer multiply-adds than this runs on one
@@ -117,6 +120,35 @@ static inline vl_tensor *unbatched(const vl_tensor *x, batched_fn fn, const void
 }
 
 /* PyTorch's pooling_output_shape. */
+/* The end of a convolution's forward (2-D and 3-D): when rc is VL_OK and
+   gradients are needed, record the node with a malloc'ed copy of the
+   ctx_size bytes at ctx as its extra and the working copies xc, wc saved;
+   then release xc and wc. Returns y, or NULL (y released) on failure. */
+static inline vl_tensor *conv_finish(const char *op, int rc, bool need, vl_backward_fn backward,
+                                     const vl_tensor *x, const vl_tensor *w, const vl_tensor *b, vl_tensor *xc,
+                                     vl_tensor *wc, vl_tensor *y, const void *ctx, size_t ctx_size) {
+  if (rc == VL_OK && need) {
+    vl_node *n = vl_ag_node(op, backward, b ? 3 : 2, (const vl_tensor *[]){x, w, b});
+    void *cx = n ? malloc(ctx_size) : NULL;
+    if (n && cx) {
+      memcpy(cx, ctx, ctx_size);
+      n->extra = cx, n->free_extra = free;
+    }
+    if (n == NULL || cx == NULL || vl_ag_save(n, xc) < 0 || vl_ag_save(n, wc) < 0 || vl_ag_attach(y, n) != VL_OK) {
+      if (n && cx == NULL) vl_error(VL_ENOMEM, "%s: out of memory for the autograd node", op);
+      vl_ag_node_release(n);
+      rc = vl_last_status();
+    }
+  }
+  vl_tensor_release(xc);
+  vl_tensor_release(wc);
+  if (rc != VL_OK) {
+    vl_tensor_release(y);
+    return NULL;
+  }
+  return y;
+}
+
 static inline int64_t pool_out(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode) {
   int64_t num = in + 2 * pad - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
   int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s); /* floor division */
