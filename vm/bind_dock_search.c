@@ -4,7 +4,8 @@
 **
 **   vl.dock.search(scorer, lig, {exhaustiveness = 8, seed = 0, num_modes = 9,
 **                  energy_range = 3, min_rmsd = 1, threads, max_evals,
-**                  steps_scale = 0.5, ftol = 1e-3, local_steps, refine = true})
+**                  steps_scale = 0.75, ftol = 1e-3, vina_bfgs = false, local_steps,
+**                  refine = true})
 **     -> {mode, ...}, info
 **   mode = {affinity, inter, intra, unbound, search_energy, rmsd_lb, rmsd_ub,
 **           coords = [n,3] float64 (the Molecule's atom order), pos, q, tors}
@@ -34,7 +35,7 @@ static void setnum(lua_State *L, const char *k, double v) {
 }
 
 static const char *const known_opts[] = {"exhaustiveness", "seed",        "num_modes", "energy_range", "min_rmsd", "threads",
-                                          "max_evals",      "steps_scale", "local_steps", "refine",     "ftol", NULL};
+                                          "max_evals",      "steps_scale", "local_steps", "refine",     "ftol", "vina_bfgs", NULL};
 
 static int opt_int(lua_State *L, int opt, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
   lua_Integer v = vlua_optinteger(L, opt, k, def);
@@ -67,7 +68,7 @@ static int l_search(lua_State *L) {
       for (int i = 0; known_opts[i] && !ok; i++) ok = strcmp(k, known_opts[i]) == 0;
       if (!ok)
         return luaL_error(L, "dock.search: unknown option '%s' (expected exhaustiveness, seed, num_modes, energy_range, "
-                             "min_rmsd, threads, max_evals, steps_scale, local_steps, refine or ftol)", k);
+                             "min_rmsd, threads, max_evals, steps_scale, local_steps, refine, ftol or vina_bfgs)", k);
     }
   }
   vl_dock_search_opt o;
@@ -89,6 +90,7 @@ static int l_search(lua_State *L) {
   o.refine = vlua_optbool(L, opt, "refine", 1);
   o.ftol = vlua_optnumber(L, opt, "ftol", o.ftol);
   if (!(o.ftol >= 0) || !isfinite(o.ftol)) return luaL_error(L, "dock.search: option 'ftol' = %f (expected a finite number >= 0)", o.ftol);
+  o.vina_bfgs = vlua_optbool(L, opt, "vina_bfgs", 0);
   vl_dock_result *r = NULL;
   vlua_check(L, vl_dock_search(scorer, lig, &o, &r));
   /* build the Lua result; r is freed on every path below */
