@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/dock/io.h"
 #include "bind_dock.h"
 
 #define MOL_MT "vl.dock.Molecule"
@@ -157,8 +158,12 @@ static vl_tensor *new_coords(lua_State *L, int n, const double *xyz) {
    userdata pushed on the stack */
 static double *check_coords(lua_State *L, int idx, const vl_dock_mol *m, const char *op) {
   vl_tensor *t = vlua_checktensor(L, idx);
-  if (t->ndim != 2 || t->shape[0] != m->natoms || t->shape[1] != 3)
-    luaL_error(L, "%s: coordinates must be a [%d, 3] tensor (the molecule's atoms), got %d-d", op, m->natoms, t->ndim);
+  if (t->ndim != 2 || t->shape[0] != m->natoms || t->shape[1] != 3) {
+    if (t->ndim == 2)
+      luaL_error(L, "%s: coordinates must be a [%d, 3] tensor (the molecule's atoms), got [%d, %d]", op, m->natoms,
+                 (int)t->shape[0], (int)t->shape[1]);
+    luaL_error(L, "%s: coordinates must be a [%d, 3] tensor (the molecule's atoms), got a %d-d tensor", op, m->natoms, t->ndim);
+  }
   vl_tensor *d = vl_to_dtype(t, VL_FLOAT64);
   if (!d) vlua_raise(L);
   vl_tensor *c = vl_contiguous(d);
@@ -220,6 +225,8 @@ static int mol_info(lua_State *L) {
 
 static const char *const el_names[VL_DOCK_EL_COUNT] = {"H", "C", "N", "O", "S", "P", "F", "Cl", "Br", "I", "Si", "At", "Met", "Dummy"};
 
+static const char *el_name(int el) { return el >= 0 && el < VL_DOCK_EL_COUNT ? el_names[el] : "?"; }
+
 static int mol_atoms(lua_State *L) {
   vl_dock_mol *m = vlua_dock_check_mol(L, 1);
   lua_createtable(L, m->natoms, 0);
@@ -237,7 +244,7 @@ static int mol_atoms(lua_State *L) {
     setint(L, "node", a->node + 1);
     setstr(L, "ad", a->type);
     setstr(L, "xs", vl_dock_xs_name(a->xs));
-    setstr(L, "element", a->el >= 0 && a->el < VL_DOCK_EL_COUNT ? el_names[a->el] : "?");
+    setstr(L, "element", el_name(a->el));
     setnum(L, "charge", a->charge);
     setnum(L, "x", a->xyz[0]);
     setnum(L, "y", a->xyz[1]);
@@ -314,6 +321,50 @@ static int mol_coords(lua_State *L) {
   if (t && m->natoms) memcpy(vl_data_ptr(t), xyz, (size_t)m->natoms * 3 * sizeof *xyz);
   vlua_pushtensor(L, t);
   return 1;
+}
+
+/* mol:rmsd(other, {symmetry = true, max_automorphisms}) -> rmsd, automorphisms:
+   heavy-atom RMSD in place to other (a Molecule with the same atoms in the
+   same order, e.g. a docked pose read back, or [natoms, 3] coordinates),
+   the minimum over the automorphisms of the bond graph (element and
+   connectivity: PDBQT has no bond orders) unless symmetry = false. */
+static int mol_rmsd(lua_State *L) {
+  vl_dock_mol *m = vlua_dock_check_mol(L, 1);
+  int opt = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    if (!lua_istable(L, 3)) return luaL_error(L, "rmsd: options must be a table, got %s", luaL_typename(L, 3));
+    opt = 3;
+  }
+  int sym = vlua_optbool(L, opt, "symmetry", 1);
+  lua_Integer mx = vlua_optinteger(L, opt, "max_automorphisms", VL_RMSD_MAX_AUTOMORPHISMS);
+  if (mx < 1) return luaL_error(L, "rmsd: option 'max_automorphisms' = %d (expected >= 1)", (int)(mx < -1000000000 ? -1000000000 : mx));
+  size_t bytes = (size_t)(m->natoms ? m->natoms : 1) * 3 * sizeof(double);
+  double *a = scratch(L, bytes), *b;
+  if (!a) return luaL_error(L, "rmsd: out of memory");
+  for (int i = 0; i < m->natoms; i++) memcpy(a + 3 * i, m->atoms[i].xyz, 3 * sizeof(double));
+  if (luaL_testudata(L, 2, MOL_MT)) {
+    vl_dock_mol *o = vlua_dock_check_mol(L, 2);
+    if (o->natoms != m->natoms)
+      return luaL_error(L, "rmsd: the other molecule has %d atoms, this one %d (expected the same molecule)", o->natoms,
+                        m->natoms);
+    for (int i = 0; i < m->natoms; i++)
+      if (o->atoms[i].el != m->atoms[i].el)
+        return luaL_error(L, "rmsd: atom %d is %s here and %s in the other molecule (expected the same atom order)", i + 1,
+                          el_name(m->atoms[i].el), el_name(o->atoms[i].el));
+    b = scratch(L, bytes);
+    if (!b) return luaL_error(L, "rmsd: out of memory");
+    for (int i = 0; i < m->natoms; i++) memcpy(b + 3 * i, o->atoms[i].xyz, 3 * sizeof(double));
+  } else if (vlua_totensor(L, 2)) {
+    b = check_coords(L, 2, m, "rmsd");
+  } else {
+    return luaL_error(L, "rmsd: expected a Molecule or [%d, 3] coordinates, got %s", m->natoms, luaL_typename(L, 2));
+  }
+  double r;
+  long cnt;
+  vlua_check(L, vl_dock_mol_rmsd(m, a, b, sym, (long)mx, &r, &cnt));
+  lua_pushnumber(L, r);
+  lua_pushinteger(L, cnt);
+  return 2;
 }
 
 static void check_pose(lua_State *L, int idx, const vl_dock_mol *m, double *pos, double *q, double *tors) {
@@ -674,6 +725,7 @@ static const luaL_Reg mol_methods[] = {
     {"pose_identity", mol_pose_identity},
     {"pose_coords", mol_pose_coords},
     {"pose_gradient", mol_pose_gradient},
+    {"rmsd", mol_rmsd},
     {NULL, NULL},
 };
 

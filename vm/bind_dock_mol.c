@@ -457,6 +457,47 @@ static int l_rmsd(lua_State *L) {
   return 2;
 }
 
+/* chem:rmsd(other, {symmetry = true, ignore_orders = false, max_automorphisms})
+   -> rmsd, automorphisms: vl.dock.rmsd from this molecule's coordinates to
+   other's (a Chem with the same atoms in the same order, or [natoms, 3]). */
+static int chem_rmsd(lua_State *L) {
+  vl_chem *c = check_chem(L, 1);
+  int opt = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    if (!lua_istable(L, 3)) return luaL_error(L, "rmsd: options must be a table, got %s", luaL_typename(L, 3));
+    opt = 3;
+  }
+  size_t bytes = (size_t)(c->natoms ? c->natoms : 1) * 3 * sizeof(double);
+  double *a = lua_newuserdatauv(L, bytes, 0), *b;
+  for (int i = 0; i < c->natoms; i++) memcpy(a + 3 * i, c->atoms[i].xyz, 3 * sizeof(double));
+  if (luaL_testudata(L, 2, CHEM_MT)) {
+    vl_chem *o = check_chem(L, 2);
+    if (o->natoms != c->natoms)
+      return luaL_error(L, "rmsd: the other molecule has %d atoms, this one %d (expected the same molecule)", o->natoms,
+                        c->natoms);
+    for (int i = 0; i < c->natoms; i++)
+      if (o->atoms[i].z != c->atoms[i].z)
+        return luaL_error(L, "rmsd: atom %d has atomic number %d here and %d in the other molecule (expected the same atom order)",
+                          i + 1, c->atoms[i].z, o->atoms[i].z);
+    b = lua_newuserdatauv(L, bytes, 0);
+    for (int i = 0; i < c->natoms; i++) memcpy(b + 3 * i, o->atoms[i].xyz, 3 * sizeof(double));
+  } else if (vlua_totensor(L, 2)) {
+    b = check_xyz(L, 2, c->natoms, "the other pose");
+  } else {
+    return luaL_error(L, "rmsd: expected a Chem or [%d, 3] coordinates, got %s", c->natoms, luaL_typename(L, 2));
+  }
+  int sym = vlua_optbool(L, opt, "symmetry", 1);
+  int ign = vlua_optbool(L, opt, "ignore_orders", 0);
+  lua_Integer mx = vlua_optinteger(L, opt, "max_automorphisms", VL_RMSD_MAX_AUTOMORPHISMS);
+  if (mx < 1) return luaL_error(L, "rmsd: option 'max_automorphisms' = %d (expected >= 1)", (int)(mx < -1000000000 ? -1000000000 : mx));
+  double r;
+  long cnt;
+  vlua_check(L, vl_chem_rmsd(c, a, b, sym, ign, (long)mx, &r, &cnt));
+  lua_pushnumber(L, r);
+  lua_pushinteger(L, cnt);
+  return 2;
+}
+
 static int chem_tostring(lua_State *L) {
   chem_box *b = luaL_checkudata(L, 1, CHEM_MT);
   if (!b->c) lua_pushliteral(L, "dock.Chem (freed)");
@@ -466,7 +507,8 @@ static int chem_tostring(lua_State *L) {
 
 static const luaL_Reg chem_methods[] = {
     {"info", chem_info},   {"atoms", chem_atoms},     {"bonds", chem_bonds}, {"props", chem_props},
-    {"coords", chem_coords}, {"prepare", chem_prepare}, {"pdbqt", chem_pdbqt}, {NULL, NULL},
+    {"coords", chem_coords}, {"prepare", chem_prepare}, {"pdbqt", chem_pdbqt}, {"rmsd", chem_rmsd},
+    {NULL, NULL},
 };
 
 static const vlua_Reg mol_funcs[] = {

@@ -4,7 +4,7 @@
 **
 **   vl.dock.search(scorer, lig, {exhaustiveness = 8, seed = 0, num_modes = 9,
 **                  energy_range = 3, min_rmsd = 1, threads, max_evals,
-**                  steps_scale = 0.75, ftol = 1e-3, vina_bfgs = false, local_steps,
+**                  steps_scale = 0.6, ftol = 1e-3, vina_bfgs = false, local_steps,
 **                  refine = true})
 **     -> {mode, ...}, info
 **   mode = {affinity, inter, intra, unbound, search_energy, rmsd_lb, rmsd_ub,

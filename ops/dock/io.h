@@ -143,5 +143,10 @@ int vl_sdf_write(const char *path, const vl_chem *m, int nposes, const double *x
    of automorphisms visited. */
 int vl_chem_rmsd(const vl_chem *m, const double *xyz_a, const double *xyz_b, int symmetry, int ignore_orders,
                  long max_automorphisms, double *rmsd, long *count);
+/* The same for a PDBQT molecule (Vina's atom order): its graph has no bond
+   orders, so symmetry is over element and connectivity, as
+   vina_reference.csv counts it. */
+int vl_dock_mol_rmsd(const vl_dock_mol *m, const double *xyz_a, const double *xyz_b, int symmetry,
+                     long max_automorphisms, double *rmsd, long *count);
 
 #endif

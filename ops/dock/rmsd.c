@@ -68,12 +68,21 @@ static void search(rs *s, int pos, double sum, int *img) {
   }
 }
 
-int vl_chem_rmsd(const vl_chem *m, const double *xyz_a, const double *xyz_b, int symmetry, int ignore_orders,
-                 long max_automorphisms, double *rmsd, long *count) {
+/* The heavy-atom graph both molecule kinds reduce to: natoms atoms with a
+   label each (-1 for a hydrogen, left out), bonds as (a, b, order). */
+typedef struct graph {
+  int natoms;
+  const int *label;
+  int nbonds;
+  const int *bonds; /* nbonds x 3: a, b, order (0: unknown) */
+} graph;
+
+static int graph_rmsd(const graph *m, const double *xyz_a, const double *xyz_b, int symmetry, int ignore_orders,
+                      long max_automorphisms, double *rmsd, long *count) {
   if (count) *count = 0;
-  if (!m || m->natoms <= 0) return vl_error(VL_EARG, "rmsd: the molecule has no atoms");
+  if (m->natoms <= 0) return vl_error(VL_EARG, "rmsd: the molecule has no atoms");
   int n = 0;
-  for (int i = 0; i < m->natoms; i++) n += m->atoms[i].z != 1;
+  for (int i = 0; i < m->natoms; i++) n += m->label[i] >= 0;
   if (n == 0) return vl_error(VL_EARG, "rmsd: the molecule has no heavy atoms");
   if (n > 2000) return vl_error(VL_EARG, "rmsd: %d heavy atoms (at most 2000: the symmetry search is for ligands)", n);
   int *hidx = malloc((size_t)m->natoms * sizeof *hidx);
@@ -87,7 +96,7 @@ int vl_chem_rmsd(const vl_chem *m, const double *xyz_a, const double *xyz_b, int
   int k = 0;
   for (int i = 0; i < m->natoms; i++) {
     hidx[i] = -1;
-    if (m->atoms[i].z == 1) continue;
+    if (m->label[i] < 0) continue;
     hidx[i] = k;
     memcpy(a + 3 * k, xyz_a + 3 * i, 3 * sizeof(double));
     memcpy(b + 3 * k, xyz_b + 3 * i, 3 * sizeof(double));
@@ -116,11 +125,13 @@ int vl_chem_rmsd(const vl_chem *m, const double *xyz_a, const double *xyz_b, int
     goto sdone;
   }
   for (int i = 0; i < m->natoms; i++)
-    if (hidx[i] >= 0) s.el[hidx[i]] = m->atoms[i].z;
+    if (hidx[i] >= 0) s.el[hidx[i]] = m->label[i];
   for (int e = 0; e < m->nbonds; e++) {
-    int u = hidx[m->bonds[e].a], v = hidx[m->bonds[e].b];
+    const int *bd = m->bonds + 3 * e;
+    if (bd[0] < 0 || bd[0] >= m->natoms || bd[1] < 0 || bd[1] >= m->natoms) continue;
+    int u = hidx[bd[0]], v = hidx[bd[1]];
     if (u < 0 || v < 0) continue;
-    int l = ignore_orders ? 1 : m->bonds[e].order;
+    int l = ignore_orders ? 1 : bd[2];
     if (l <= 0) l = 1;
     if (!s.lab[(size_t)u * n + v]) {
       s.deg[u]++;
@@ -171,5 +182,53 @@ out:
   free(hidx);
   free(a);
   free(b);
+  return st;
+}
+
+int vl_chem_rmsd(const vl_chem *m, const double *xyz_a, const double *xyz_b, int symmetry, int ignore_orders,
+                 long max_automorphisms, double *rmsd, long *count) {
+  if (count) *count = 0;
+  if (!m || m->natoms <= 0) return vl_error(VL_EARG, "rmsd: the molecule has no atoms");
+  int *label = malloc((size_t)m->natoms * sizeof *label);
+  int *bonds = malloc((size_t)(m->nbonds ? m->nbonds : 1) * 3 * sizeof *bonds);
+  if (!label || !bonds) {
+    free(label);
+    free(bonds);
+    return vl_error(VL_ENOMEM, "rmsd: out of memory");
+  }
+  for (int i = 0; i < m->natoms; i++) label[i] = m->atoms[i].z == 1 ? -1 : m->atoms[i].z;
+  for (int e = 0; e < m->nbonds; e++) {
+    bonds[3 * e] = m->bonds[e].a;
+    bonds[3 * e + 1] = m->bonds[e].b;
+    bonds[3 * e + 2] = m->bonds[e].order;
+  }
+  graph g = {m->natoms, label, m->nbonds, bonds};
+  int st = graph_rmsd(&g, xyz_a, xyz_b, symmetry, ignore_orders, max_automorphisms, rmsd, count);
+  free(label);
+  free(bonds);
+  return st;
+}
+
+int vl_dock_mol_rmsd(const vl_dock_mol *m, const double *xyz_a, const double *xyz_b, int symmetry,
+                     long max_automorphisms, double *rmsd, long *count) {
+  if (count) *count = 0;
+  if (!m || m->natoms <= 0) return vl_error(VL_EARG, "rmsd: the molecule has no atoms");
+  int *label = malloc((size_t)m->natoms * sizeof *label);
+  int *bonds = malloc((size_t)(m->nbonds ? m->nbonds : 1) * 3 * sizeof *bonds);
+  if (!label || !bonds) {
+    free(label);
+    free(bonds);
+    return vl_error(VL_ENOMEM, "rmsd: out of memory");
+  }
+  for (int i = 0; i < m->natoms; i++) label[i] = m->atoms[i].el == VL_DOCK_EL_H ? -1 : m->atoms[i].el;
+  for (int e = 0; e < m->nbonds; e++) {
+    bonds[3 * e] = m->bonds[e].a;
+    bonds[3 * e + 1] = m->bonds[e].b;
+    bonds[3 * e + 2] = 0; /* PDBQT has no bond orders: connectivity only */
+  }
+  graph g = {m->natoms, label, m->nbonds, bonds};
+  int st = graph_rmsd(&g, xyz_a, xyz_b, symmetry, 1, max_automorphisms, rmsd, count);
+  free(label);
+  free(bonds);
   return st;
 }

@@ -29,15 +29,14 @@ typedef struct vl_dock_search_opt {
   double min_rmsd;      /* clustering threshold, Å; <= 0: 1 */
   int threads;          /* OpenMP threads; 0: the default */
   long max_evals;       /* energy evaluations per run (0: no limit) */
-  double steps_scale;   /* multiplies Vina's Monte Carlo steps per run; default 0.75 */
+  double steps_scale;   /* multiplies Vina's Monte Carlo steps per run; default 0.6 */
   int local_steps;      /* BFGS steps per local optimisation; 0: (25 + natoms) / 3 */
   int refine;           /* 1: BFGS with explicit receptor atoms on each kept pose */
   double ftol;          /* stop a BFGS run once a step gains less than this
                            (kcal/mol; default 1e-3; 0: never, as Vina) */
   int vina_bfgs;        /* 1: Vina's BFGS as it is; 0 (default): with the
-                           safeguards search.c lists (first step capped,
-                           quadratic backtracking, restart on an ascent
-                           direction, stop on a failed line search) */
+                           two safeguards search.c lists (no negative first
+                           inverse Hessian, quadratic backtracking) */
 } vl_dock_search_opt;
 
 void vl_dock_search_opt_default(vl_dock_search_opt *o);

@@ -74,10 +74,21 @@ end
 --- dock.receptor(path) -> Molecule (rigid receptor PDBQT)
 function M.receptor(path) return M.read_receptor(path) end
 
---- dock.ligand(path, {model = 1}) -> Molecule
+--- dock.ligand(path, {model = 1}) -> Molecule[, atom map]
+-- A PDBQT gives its MODEL `model` with the torsion tree as written. An SDF, MOL or
+-- MOL2 gives its record `model` prepared by chem:prepare() (bonds, aromaticity,
+-- implicit hydrogens, torsion tree, types), and the map from the Molecule's atoms
+-- to the record's as a second value.
 function M.ligand(path, opts)
-  local all = M.read_ligands(path)
+  if type(path) ~= "string" then error("dock.ligand: expected a path, got " .. type(path), 2) end
   local k = opts and opts.model or 1
+  local ext = (path:match("%.([^./]+)$") or ""):lower()
+  if ext == "sdf" or ext == "mol" or ext == "mol2" then
+    local all = ext == "mol2" and M.read_mol2(path) or M.read_sdf(path)
+    if not all[k] then error(("dock.ligand: %s has %d record(s), no record %s"):format(path, #all, tostring(k)), 2) end
+    return all[k]:prepare()
+  end
+  local all = M.read_ligands(path)
   if not all[k] then error(("dock.ligand: %s has %d model(s), no model %s"):format(path, #all, tostring(k)), 2) end
   return all[k]
 end

@@ -397,6 +397,57 @@ describe("dock RMSD", function()
     assert.is_true(fx[1].obrms < fx[1].plain - 0.3)
   end)
 
+  -- Vina's own output (tests/fixtures/dock/vina_out, scripts/fixtures/dock_vina_out.sh)
+  -- against the RMSDs the data's curator computed for it (vina_reference.csv:
+  -- automorphisms on element and connectivity, bond orders ignored)
+  it("mol:rmsd gives vina_reference.csv's RMSDs of Vina's output poses", function()
+    local ref = dofile("tests/lua/dock_reference.lua").by_id
+    local dock = require "vl.dock"
+    for _, id in ipairs { "1s3v", "5ia3", "1uw6" } do
+      local lig = dock.ligand("../shared/data/complexes/" .. id .. "/ligand.pdbqt")
+      local modes = D.read_ligands("tests/fixtures/dock/vina_out/" .. id .. ".pdbqt")
+      local top = lig:rmsd(modes[1])
+      assert.is_true(math.abs(top - ref[id].top_rmsd) < 2e-3, ("%s top %.4f vs %.3f"):format(id, top, ref[id].top_rmsd))
+      local best = math.huge
+      for _, m in ipairs(modes) do best = math.min(best, (lig:rmsd(m))) end
+      assert.is_true(math.abs(best - ref[id].best_rmsd) < 2e-3, ("%s best %.4f vs %.3f"):format(id, best, ref[id].best_rmsd))
+      -- coordinates work as well as a Molecule
+      assert.are.equal(top, (lig:rmsd(modes[1]:coords())))
+    end
+    -- 1s3v's mode 1 is the crystal pose flipped: plain RMSD says 2.57 Å
+    local lig = dock.ligand("../shared/data/complexes/1s3v/ligand.pdbqt")
+    local m1 = D.read_ligands("tests/fixtures/dock/vina_out/1s3v.pdbqt")[1]
+    assert.is_true(lig:rmsd(m1, { symmetry = false }) > 2.5)
+    assert.are.equal(0, (lig:rmsd(lig)))
+    -- Chem objects: the same through vl.dock.rmsd
+    local c = D.read_sdf(DIR .. "184l.sdf")[1]
+    local t = c:coords():totable()
+    t[9], t[10] = t[10], t[9]
+    local y = vl.tensor(t, { dtype = "float64" })
+    assert.is_true(c:rmsd(y) < 1e-12)
+    assert.are.equal(D.rmsd(c, c:coords(), y, { symmetry = false }), (c:rmsd(y, { symmetry = false })))
+    assert.are.equal(0, (c:rmsd(c)))
+    errmatch(function() lig:rmsd(c) end, "rmsd: expected a Molecule or %[32, 3%] coordinates")
+    errmatch(function() lig:rmsd(vl.zeros(3, 3)) end, "must be a %[32, 3%] tensor .*got %[3, 3%]")
+    errmatch(function() lig:rmsd(m1, { max_automorphisms = 0 }) end, "max_automorphisms' = 0")
+    errmatch(function() lig:rmsd(dock.ligand("../shared/data/complexes/184l/ligand.pdbqt")) end, "other molecule has")
+    errmatch(function() c:rmsd(lig) end, "rmsd: expected a Chem")
+  end)
+
+  it("dock.ligand prepares an SDF or MOL2 record and returns the atom map", function()
+    local dock = require "vl.dock"
+    local lig, map = dock.ligand("../shared/data/complexes/1s3v/ligand.sdf")
+    local want, wmap = D.read_sdf("../shared/data/complexes/1s3v/ligand.sdf")[1]:prepare()
+    assert.are.same(want:info(), lig:info())
+    assert.are.same(wmap, map)
+    assert.are.same(want:coords():totable(), lig:coords():totable())
+    local l2 = dock.ligand(DIR .. "2h7l.mol2")
+    assert.are.equal(dock.ligand(DIR .. "2h7l.sdf"):info().natoms, l2:info().natoms)
+    errmatch(function() dock.ligand("../shared/data/complexes/1s3v/ligand.sdf", { model = 2 }) end,
+      "has 1 record%(s%), no record 2")
+    errmatch(function() dock.ligand(3) end, "dock.ligand: expected a path")
+  end)
+
   it("stops with a clear error past the automorphism bound", function()
     local lines = { "many\n\n\n  8  0  0  0  0  0            999 V2000\n" }
     for _ = 1, 8 do lines[#lines + 1] = "    0.0000    0.0000    0.0000 C   0  0\n" end
