@@ -185,24 +185,32 @@ out:
   return st;
 }
 
+/* label and bond arrays for a molecule of natoms atoms and nbonds bonds */
+static int graph_alloc(graph *g, int natoms, int nbonds, int **label, int **bonds) {
+  *label = malloc((size_t)(natoms > 0 ? natoms : 1) * sizeof **label);
+  *bonds = malloc((size_t)(nbonds > 0 ? nbonds : 1) * 3 * sizeof **bonds);
+  if (!*label || !*bonds) {
+    free(*label);
+    free(*bonds);
+    return vl_error(VL_ENOMEM, "rmsd: out of memory");
+  }
+  *g = (graph){natoms, *label, nbonds, *bonds};
+  return VL_OK;
+}
+
 int vl_chem_rmsd(const vl_chem *m, const double *xyz_a, const double *xyz_b, int symmetry, int ignore_orders,
                  long max_automorphisms, double *rmsd, long *count) {
   if (count) *count = 0;
   if (!m || m->natoms <= 0) return vl_error(VL_EARG, "rmsd: the molecule has no atoms");
-  int *label = malloc((size_t)m->natoms * sizeof *label);
-  int *bonds = malloc((size_t)(m->nbonds ? m->nbonds : 1) * 3 * sizeof *bonds);
-  if (!label || !bonds) {
-    free(label);
-    free(bonds);
-    return vl_error(VL_ENOMEM, "rmsd: out of memory");
-  }
+  graph g;
+  int *label, *bonds;
+  if (graph_alloc(&g, m->natoms, m->nbonds, &label, &bonds)) return VL_ENOMEM;
   for (int i = 0; i < m->natoms; i++) label[i] = m->atoms[i].z == 1 ? -1 : m->atoms[i].z;
   for (int e = 0; e < m->nbonds; e++) {
     bonds[3 * e] = m->bonds[e].a;
     bonds[3 * e + 1] = m->bonds[e].b;
     bonds[3 * e + 2] = m->bonds[e].order;
   }
-  graph g = {m->natoms, label, m->nbonds, bonds};
   int st = graph_rmsd(&g, xyz_a, xyz_b, symmetry, ignore_orders, max_automorphisms, rmsd, count);
   free(label);
   free(bonds);
@@ -213,20 +221,15 @@ int vl_dock_mol_rmsd(const vl_dock_mol *m, const double *xyz_a, const double *xy
                      long max_automorphisms, double *rmsd, long *count) {
   if (count) *count = 0;
   if (!m || m->natoms <= 0) return vl_error(VL_EARG, "rmsd: the molecule has no atoms");
-  int *label = malloc((size_t)m->natoms * sizeof *label);
-  int *bonds = malloc((size_t)(m->nbonds ? m->nbonds : 1) * 3 * sizeof *bonds);
-  if (!label || !bonds) {
-    free(label);
-    free(bonds);
-    return vl_error(VL_ENOMEM, "rmsd: out of memory");
-  }
+  graph g;
+  int *label, *bonds;
+  if (graph_alloc(&g, m->natoms, m->nbonds, &label, &bonds)) return VL_ENOMEM;
   for (int i = 0; i < m->natoms; i++) label[i] = m->atoms[i].el == VL_DOCK_EL_H ? -1 : m->atoms[i].el;
   for (int e = 0; e < m->nbonds; e++) {
     bonds[3 * e] = m->bonds[e].a;
     bonds[3 * e + 1] = m->bonds[e].b;
     bonds[3 * e + 2] = 0; /* PDBQT has no bond orders: connectivity only */
   }
-  graph g = {m->natoms, label, m->nbonds, bonds};
   int st = graph_rmsd(&g, xyz_a, xyz_b, symmetry, 1, max_automorphisms, rmsd, count);
   free(label);
   free(bonds);
