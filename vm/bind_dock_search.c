@@ -8,6 +8,7 @@
 **                  refine = true})
 **     -> {mode, ...}, info
 **   mode = {affinity, inter, intra, unbound, search_energy, rmsd_lb, rmsd_ub,
+**           terms, intra_terms = {gauss1, gauss2, repulsion, hydrophobic, hbond},
 **           coords = [n,3] float64 (the Molecule's atom order), pos, q, tors}
 **   info = {evals, steps, runs}
 **
@@ -104,6 +105,13 @@ static int l_search(lua_State *L) {
     setnum(L, "intra", md->intra);
     setnum(L, "unbound", md->unbound);
     setnum(L, "search_energy", md->search_e);
+    static const char *const names[VL_DOCK_NTERMS] = {"gauss1", "gauss2", "repulsion", "hydrophobic", "hbond"};
+    lua_createtable(L, 0, VL_DOCK_NTERMS);
+    for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], md->terms[k]);
+    lua_setfield(L, -2, "terms");
+    lua_createtable(L, 0, VL_DOCK_NTERMS);
+    for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], md->intra_terms[k]);
+    lua_setfield(L, -2, "intra_terms");
     setnum(L, "rmsd_lb", md->rmsd_lb);
     setnum(L, "rmsd_ub", md->rmsd_ub);
     push_vec(L, md->pos, 3);

@@ -773,6 +773,7 @@ typedef struct fmode {
   double *x;
   double *xyz;
   double search_e, inter, intra;
+  double terms[VL_DOCK_NTERMS], intra_terms[VL_DOCK_NTERMS];
   int keep;
 } fmode;
 
@@ -955,8 +956,8 @@ int vl_dock_search(vl_dock_scorer *s, const vl_dock_mol *lig, const vl_dock_sear
       continue;
     }
     fm[i].keep = 1;
-    st = vl_dock_inter(s, lig, fm[i].xyz, VL_DOCK_VINA, SLOPE, &fm[i].inter, NULL, NULL);
-    if (!st) st = vl_dock_intra(s, lig, fm[i].xyz, VL_DOCK_VINA, &fm[i].intra, NULL, NULL);
+    st = vl_dock_inter(s, lig, fm[i].xyz, VL_DOCK_VINA, SLOPE, &fm[i].inter, fm[i].terms, NULL);
+    if (!st) st = vl_dock_intra(s, lig, fm[i].xyz, VL_DOCK_VINA, &fm[i].intra, fm[i].intra_terms, NULL);
   }
   cont_free(&all);
   if (!st) {
@@ -1007,6 +1008,8 @@ int vl_dock_search(vl_dock_scorer *s, const vl_dock_mol *lig, const vl_dock_sear
       md->affinity = aff;
       md->inter = f->inter;
       md->intra = f->intra;
+      memcpy(md->terms, f->terms, sizeof md->terms);
+      memcpy(md->intra_terms, f->intra_terms, sizeof md->intra_terms);
       md->unbound = unbound;
       md->search_e = f->search_e;
       const double *b = res->modes[0].xyz;

@@ -47,6 +47,8 @@ typedef struct vl_dock_mode {
   double *xyz;          /* natoms x 3, the molecule's (Vina's) atom order */
   double affinity;      /* (inter + intra - unbound) / (1 + w_rot Nrot), kcal/mol */
   double inter, intra;  /* explicit-atom energies (Vina's tables) */
+  double terms[VL_DOCK_NTERMS];       /* ligand-receptor term sums, unweighted (as vl_dock_score) */
+  double intra_terms[VL_DOCK_NTERMS]; /* ligand internal term sums, unweighted */
   double unbound;       /* the intra energy subtracted: the best mode's intra */
   double search_e;      /* energy (inter + intra) the search ended with on the grid */
   double rmsd_lb, rmsd_ub; /* to the best mode, heavy atoms, as Vina reports */

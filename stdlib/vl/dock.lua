@@ -132,7 +132,7 @@ function M.local_only(rec, lig, box, opts)
 end
 
 --- dock.dock(rec, lig, box, {exhaustiveness = 8, seed = 0, num_modes = 9, energy_range = 3, threads, max_evals, ...})
---    -> {{affinity, inter, intra, rmsd_lb, rmsd_ub, coords = [n,3] (the Molecule's order), pos, q, tors}, ...}, info
+--    -> {{affinity, inter, intra, terms, intra_terms, rmsd_lb, rmsd_ub, coords = [n,3] (the Molecule's order), pos, q, tors}, ...}, info
 -- Vina's Monte Carlo search (vl.dock.search, ops/dock/search.c); seed 0 by default (fixed, not time based).
 function M.dock(rec, lig, box, opts)
   local s = M.scorer(rec, check_box(box, "dock.dock"))

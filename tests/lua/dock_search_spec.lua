@@ -162,6 +162,11 @@ describe("dock.dock", function()
       local s = dock.score(c.rec, c.lig, {box = c.box, coords = m.coords, unbound = modes[1].intra})
       assert.is_true(math.abs(s.affinity - m.affinity) < 1e-9, ("mode %d: %.9f vs dock.score %.9f"):format(i, m.affinity, s.affinity))
       assert.is_true(math.abs(s.inter - m.inter) < 1e-9 and math.abs(s.intra - m.intra) < 1e-9)
+      -- the per-term breakdown is dock.score's too
+      for _, k in ipairs {"gauss1", "gauss2", "repulsion", "hydrophobic", "hbond"} do
+        assert.is_true(math.abs(s.terms[k] - m.terms[k]) < 1e-9, k)
+        assert.is_true(math.abs(s.intra_terms[k] - m.intra_terms[k]) < 1e-9, k)
+      end
       -- the pose variables reproduce the coordinates
       local xyz = c.lig:pose_coords(m.pos, m.q, m.tors)
       assert.is_true(plain_rmsd(c.lig, xyz, m.coords) < 1e-9)
