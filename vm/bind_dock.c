@@ -472,6 +472,12 @@ static int l_scorer(lua_State *L) {
   return 1;
 }
 
+void vlua_dock_push_terms(lua_State *L, const double *terms) {
+  static const char *const names[VL_DOCK_NTERMS] = {"gauss1", "gauss2", "repulsion", "hydrophobic", "hbond"};
+  lua_createtable(L, 0, VL_DOCK_NTERMS);
+  for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], terms[k]);
+}
+
 static void push_energy(lua_State *L, const vl_dock_energy *e) {
   lua_createtable(L, 0, 10);
   setnum(L, "affinity", e->affinity);
@@ -480,12 +486,9 @@ static void push_energy(lua_State *L, const vl_dock_energy *e) {
   setnum(L, "unbound", e->unbound);
   setnum(L, "torsional", e->torsional);
   setnum(L, "nrot", e->nrot);
-  static const char *const names[VL_DOCK_NTERMS] = {"gauss1", "gauss2", "repulsion", "hydrophobic", "hbond"};
-  lua_createtable(L, 0, VL_DOCK_NTERMS);
-  for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], e->terms[k]);
+  vlua_dock_push_terms(L, e->terms);
   lua_setfield(L, -2, "terms");
-  lua_createtable(L, 0, VL_DOCK_NTERMS);
-  for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], e->intra_terms[k]);
+  vlua_dock_push_terms(L, e->intra_terms);
   lua_setfield(L, -2, "intra_terms");
 }
 

@@ -17,5 +17,8 @@ vl_dock_mol *vlua_dock_check_mol(lua_State *L, int idx);
 vl_dock_scorer *vlua_dock_check_scorer(lua_State *L, int idx);
 /* Push m as a Molecule; the userdata owns it (freed by __gc). */
 void vlua_dock_push_mol(lua_State *L, vl_dock_mol *m);
+/* Push Vina's VL_DOCK_NTERMS term sums as {gauss1, gauss2, repulsion,
+   hydrophobic, hbond}. */
+void vlua_dock_push_terms(lua_State *L, const double *terms);
 
 #endif

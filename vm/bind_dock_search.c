@@ -105,12 +105,9 @@ static int l_search(lua_State *L) {
     setnum(L, "intra", md->intra);
     setnum(L, "unbound", md->unbound);
     setnum(L, "search_energy", md->search_e);
-    static const char *const names[VL_DOCK_NTERMS] = {"gauss1", "gauss2", "repulsion", "hydrophobic", "hbond"};
-    lua_createtable(L, 0, VL_DOCK_NTERMS);
-    for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], md->terms[k]);
+    vlua_dock_push_terms(L, md->terms);
     lua_setfield(L, -2, "terms");
-    lua_createtable(L, 0, VL_DOCK_NTERMS);
-    for (int k = 0; k < VL_DOCK_NTERMS; k++) setnum(L, names[k], md->intra_terms[k]);
+    vlua_dock_push_terms(L, md->intra_terms);
     lua_setfield(L, -2, "intra_terms");
     setnum(L, "rmsd_lb", md->rmsd_lb);
     setnum(L, "rmsd_ub", md->rmsd_ub);
