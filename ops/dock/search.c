@@ -520,8 +520,9 @@ static inline double dot(const double *a, const double *b, int n) {
    Vina's other habits stay, on purpose: a line search that fails all its
    trials still moves, and the first step is not capped. Stopping or
    capping there saved more evaluations but made Monte Carlo runs explore
-   less (on 1uw6 three of 48 seeded dockings ended in a wrong pocket at any
-   run length, against none with these two; scripts/bench/dock.lua and
+   less (on 1uw6, 6 of 64 seeded dockings over four run settings, up to
+   twice Vina's steps, ended in a wrong pocket, against none of 48 with
+   these two; scripts/bench/dock.lua and
    tests/lua/dock_search_spec.lua measure success with them). */
 #define LINE_TRIALS 10
 
