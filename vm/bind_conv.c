@@ -28,8 +28,8 @@ void vlua_conv_check_keys(lua_State *L, int opt, const char *op, const char *con
         luaL_addstring(&b, keys[i]);
       }
       luaL_pushresult(&b);
-      luaL_error(L, "%s: unknown option %s (expected %s)", op,
-                 key ? lua_pushfstring(L, "'%s'", key) : luaL_typename(L, -3), lua_tostring(L, -1));
+      if (key) luaL_error(L, "%s: unknown option '%s' (expected %s)", op, key, lua_tostring(L, -1));
+      luaL_error(L, "%s: option keys must be names, got a %s key", op, luaL_typename(L, -3));
     }
     lua_pop(L, 1);
   }

@@ -17,28 +17,6 @@
 
 #include "bind.h"
 
-static void check_keys(lua_State *L, const char *op, int opt, const char *const *keys) {
-  lua_pushnil(L);
-  while (lua_next(L, opt)) {
-    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    bool ok = false;
-    for (int i = 0; key && keys[i]; i++)
-      if (strcmp(key, keys[i]) == 0) ok = true;
-    if (!ok) {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      for (int i = 0; keys[i]; i++) {
-        if (i) luaL_addstring(&b, ", ");
-        luaL_addstring(&b, keys[i]);
-      }
-      luaL_pushresult(&b);
-      if (key) luaL_error(L, "%s: unknown option '%s' (expected %s)", op, key, lua_tostring(L, -1));
-      luaL_error(L, "%s: option keys must be names, got a %s key", op, luaL_typename(L, -3));
-    }
-    lua_pop(L, 1);
-  }
-}
-
 /* The options table at idx (absent or nil: none -> 0). */
 static int opts_at(lua_State *L, const char *op, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
@@ -108,7 +86,7 @@ static int l_farneback(lua_State *L) {
   int opt = opts_at(L, op, 3);
   static const char *const keys[] = {"pyr_scale", "levels",  "winsize",  "iterations", "poly_n",
                                      "poly_sigma", "gaussian", "flow", NULL};
-  if (opt) check_keys(L, op, opt, keys);
+  if (opt) vlua_conv_check_keys(L, opt, op, keys);
   vl_farneback_opts o;
   vl_flow_farneback_defaults(&o);
   o.pyr_scale = opt_num(L, op, opt, "pyr_scale", o.pyr_scale);
@@ -128,7 +106,7 @@ static int l_lucas_kanade(lua_State *L) {
   vl_tensor *a = vlua_checktensor(L, 1), *b = vlua_checktensor(L, 2), *p = vlua_checktensor(L, 3);
   int opt = opts_at(L, op, 4);
   static const char *const keys[] = {"win_size", "max_level", "iterations", "epsilon", "min_eig_threshold", NULL};
-  if (opt) check_keys(L, op, opt, keys);
+  if (opt) vlua_conv_check_keys(L, opt, op, keys);
   vl_lk_opts o;
   vl_flow_lk_defaults(&o);
   o.win_size = opt_int(L, op, opt, "win_size", o.win_size);
@@ -149,7 +127,7 @@ static int l_to_rgb(lua_State *L) {
   vl_tensor *f = vlua_checktensor(L, 1);
   int opt = opts_at(L, op, 2);
   static const char *const keys[] = {"max_magnitude", NULL};
-  if (opt) check_keys(L, op, opt, keys);
+  if (opt) vlua_conv_check_keys(L, opt, op, keys);
   double mm = opt_num(L, op, opt, "max_magnitude", 0);
   if (opt) {
     lua_getfield(L, opt, "max_magnitude");
@@ -166,7 +144,7 @@ static int l_epe(lua_State *L) {
   vl_tensor *f = vlua_checktensor(L, 1), *g = vlua_checktensor(L, 2);
   int opt = opts_at(L, op, 3);
   static const char *const keys[] = {"mask", "per_pixel", NULL};
-  if (opt) check_keys(L, op, opt, keys);
+  if (opt) vlua_conv_check_keys(L, opt, op, keys);
   vl_tensor *mask = opt_tensor(L, op, opt, "mask");
   bool pp = opt_bool(L, op, opt, "per_pixel", false);
   vl_tensor *r = vl_flow_epe(f, g, mask, pp);

@@ -26,34 +26,12 @@
 /* Options                                                              */
 /* ------------------------------------------------------------------ */
 
-static void check_keys(lua_State *L, const char *op, int opt, const char *const *keys) {
-  lua_pushnil(L);
-  while (lua_next(L, opt)) {
-    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    bool ok = false;
-    for (int i = 0; key && keys[i]; i++)
-      if (strcmp(key, keys[i]) == 0) ok = true;
-    if (!ok) {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      for (int i = 0; keys[i]; i++) {
-        if (i) luaL_addstring(&b, ", ");
-        luaL_addstring(&b, keys[i]);
-      }
-      luaL_pushresult(&b);
-      if (key) luaL_error(L, "%s: unknown option '%s' (expected %s)", op, key, lua_tostring(L, -1));
-      luaL_error(L, "%s: option keys must be names, got a %s key", op, luaL_typename(L, -3));
-    }
-    lua_pop(L, 1);
-  }
-}
-
 static int opts_at(lua_State *L, const char *op, int idx, const char *const *keys) {
   if (lua_isnoneornil(L, idx)) return 0;
   if (lua_type(L, idx) != LUA_TTABLE || vlua_totensor(L, idx))
     luaL_error(L, "%s: expected an options table as argument %d, got %s", op, idx, luaL_typename(L, idx));
   if (!lua_isnone(L, idx + 1)) luaL_error(L, "%s: arguments after the options table", op);
-  check_keys(L, op, idx, keys);
+  vlua_conv_check_keys(L, idx, op, keys);
   return idx;
 }
 

@@ -22,22 +22,6 @@
 
 #include "bind.h"
 
-/* Refuse keys of the options table at opt that are not in keys. */
-static void check_keys(lua_State *L, const char *op, int opt, const char *const *keys, const char *list) {
-  lua_pushnil(L);
-  while (lua_next(L, opt)) {
-    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    bool ok = false;
-    for (int i = 0; key && keys[i]; i++)
-      if (strcmp(key, keys[i]) == 0) ok = true;
-    if (!ok) {
-      if (key) luaL_error(L, "%s: unknown option '%s' (expected %s)", op, key, list);
-      luaL_error(L, "%s: option keys must be names, got a %s key", op, luaL_typename(L, -2));
-    }
-    lua_pop(L, 1);
-  }
-}
-
 /* The options table at idx (absent or nil: none -> 0). */
 static int opts_at(lua_State *L, const char *op, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
@@ -92,7 +76,7 @@ static int l_grid_sample(lua_State *L) {
   vl_tensor *x = vlua_checktensor(L, 1), *grid = vlua_checktensor(L, 2);
   int opt = opts_at(L, "grid_sample", 3);
   static const char *const keys[] = {"mode", "padding_mode", "align_corners", NULL};
-  if (opt) check_keys(L, "grid_sample", opt, keys, "mode, padding_mode, align_corners");
+  if (opt) vlua_conv_check_keys(L, opt, "grid_sample", keys);
   vl_grid_sample_mode mode;
   vl_grid_sample_padding pad;
   vlua_check(L, vl_grid_sample_mode_from_name(opt_str(L, "grid_sample", opt, "mode", "bilinear"), &mode));
@@ -118,7 +102,7 @@ static int l_affine_grid(lua_State *L) {
   }
   int opt = opts_at(L, "affine_grid", 3);
   static const char *const keys[] = {"align_corners", NULL};
-  if (opt) check_keys(L, "affine_grid", opt, keys, "align_corners");
+  if (opt) vlua_conv_check_keys(L, opt, "affine_grid", keys);
   bool align = opt_bool(L, "affine_grid", opt, "align_corners");
   vlua_pushtensor(L, vl_affine_grid(theta, size, align));
   return 1;
@@ -129,7 +113,7 @@ static int l_temporal_shift(lua_State *L) {
   int opt = opts_at(L, "temporal_shift", 2);
   if (!opt) luaL_error(L, "temporal_shift: expected an options table with segments as argument 2");
   static const char *const keys[] = {"segments", "fold_div", NULL};
-  check_keys(L, "temporal_shift", opt, keys, "segments, fold_div");
+  vlua_conv_check_keys(L, opt, "temporal_shift", keys);
   int64_t seg = opt_int(L, "temporal_shift", opt, "segments", 0, true);
   int64_t fd = opt_int(L, "temporal_shift", opt, "fold_div", 8, false);
   vlua_pushtensor(L, vl_temporal_shift(x, seg, fd));
@@ -156,7 +140,7 @@ static int l_warp(lua_State *L) {
   vl_tensor *img = vlua_checktensor(L, 1), *flow = vlua_checktensor(L, 2);
   int opt = opts_at(L, "video.warp", 3);
   static const char *const keys[] = {"mode", "padding_mode", NULL};
-  if (opt) check_keys(L, "video.warp", opt, keys, "mode, padding_mode");
+  if (opt) vlua_conv_check_keys(L, opt, "video.warp", keys);
   vl_grid_sample_mode mode;
   vl_grid_sample_padding pad;
   vlua_check(L, vl_grid_sample_mode_from_name(opt_str(L, "video.warp", opt, "mode", "bilinear"), &mode));
@@ -248,7 +232,7 @@ static int l_interpolate(lua_State *L) {
   double t = luaL_checknumber(L, 3);
   int opt = opts_at(L, op, 4);
   static const char *const keys[] = {"flow01", "flow10", "occlusion", "flow_opts", NULL};
-  if (opt) check_keys(L, op, opt, keys, "flow01, flow10, occlusion, flow_opts");
+  if (opt) vlua_conv_check_keys(L, opt, op, keys);
   bool occ = true;
   vl_tensor *fl[2] = {NULL, NULL};
   int fo = 0;
