@@ -384,6 +384,21 @@ static int check_sizes(const char *op, int64_t N, int64_t hop, int64_t win_lengt
 
 /* iarg: 0 N, 1 hop, 2 T, 3 L, 4 pad, 5 pad_mode, 6 onesided; arg 0 scale;
    saved 0: the padded window. */
+
+/* End a backward: g (the gradient of the flattened input, owned) goes back
+   to the input's shape as gi[0]; on an earlier failure st it is released. */
+static int finish_input_grad(const vl_node *nd, int st, vl_tensor *g, vl_tensor **gi) {
+  if (st != VL_OK) {
+    vl_tensor_release(g);
+    return st;
+  }
+  vl_tensor *gv = vl_view(g, nd->in_ndim[0], nd->in_shape[0]);
+  vl_tensor_release(g);
+  if (gv == NULL) return vl_last_status();
+  gi[0] = vl_ag_reduce_to(nd, 0, gv);
+  return gi[0] ? VL_OK : vl_last_status();
+}
+
 static int stft_backward(vl_node *nd, const vl_tensor *g, vl_tensor **gi) {
   int64_t N = nd->iarg[0], hop = nd->iarg[1], T = nd->iarg[2], L = nd->iarg[3], pad = nd->iarg[4];
   bool reflect = nd->iarg[5] == VL_PAD_REFLECT, onesided = nd->iarg[6] != 0;
@@ -419,15 +434,7 @@ static int stft_backward(vl_node *nd, const vl_tensor *g, vl_tensor **gi) {
   }
   vl_tensor_release(frames);
   vl_tensor_release(gp);
-  if (st != VL_OK) {
-    vl_tensor_release(gx);
-    return st;
-  }
-  vl_tensor *gv = vl_view(gx, nd->in_ndim[0], nd->in_shape[0]);
-  vl_tensor_release(gx);
-  if (gv == NULL) return vl_last_status();
-  gi[0] = vl_ag_reduce_to(nd, 0, gv);
-  return gi[0] ? VL_OK : vl_last_status();
+  return finish_input_grad(nd, st, gx, gi);
 }
 
 vl_tensor *vl_stft(const vl_tensor *x, int64_t N, int64_t hop, int64_t win_length, const vl_tensor *window,
@@ -566,15 +573,7 @@ static int istft_backward(vl_node *nd, const vl_tensor *g, vl_tensor **gi) {
   free(env);
   vl_tensor_release(gc);
   vl_tensor_release(gy);
-  if (st != VL_OK) {
-    vl_tensor_release(gX);
-    return st;
-  }
-  vl_tensor *gv = vl_view(gX, nd->in_ndim[0], nd->in_shape[0]);
-  vl_tensor_release(gX);
-  if (gv == NULL) return vl_last_status();
-  gi[0] = vl_ag_reduce_to(nd, 0, gv);
-  return gi[0] ? VL_OK : vl_last_status();
+  return finish_input_grad(nd, st, gX, gi);
 }
 
 vl_tensor *vl_istft(const vl_tensor *X, int64_t N, int64_t hop, int64_t win_length, const vl_tensor *window,
