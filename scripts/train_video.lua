@@ -230,8 +230,6 @@ local is_interrupt = S.is_interrupt
 
 local function config_of(o) return S.config_of(o, M.CONFIG_KEYS) end
 
-local function check_config(saved, o, path) S.check_config(saved, o, path, M.CONFIG_KEYS, M.NAME) end
-
 -- run(options) -> {model, history, resumed_from, seconds, interrupted, paths, optimizer, position}
 -- options as parse_args (o.log: a function taking each line instead of print).
 function M.run(o)
@@ -255,36 +253,12 @@ function M.run(o)
 
   -- `cur`: the last point the model, optimizer and scheduler agree with,
   -- replaced whole so that an interrupt sees the old or the new one.
-  local history = {}
-  local cur = { epoch = 0, step = 0, rng = vl.get_rng_state() }
-  local resumed
-  if o.resume and not exists(files.checkpoint) then
-    error(fmt("%s: --resume: no checkpoint at %s", M.NAME, files.checkpoint), 0)
-  end
-  if exists(files.checkpoint) and not o.fresh then
-    local ck = cnn.load_checkpoint(files.checkpoint)
-    check_config(ck.config or {}, o, files.checkpoint)
-    if ck.threads and ck.threads ~= threads then
-      say(o, "warning: %s was written with %d threads, this run has %d: the numbers may differ in the last digits",
-        files.checkpoint, ck.threads, threads)
-    end
-    model:load_state_dict(ck.model)
-    opt:load_state_dict(ck.optim)
-    sched:load_state_dict(ck.sched)
-    history = ck.history or {}
-    cur = { epoch = ck.epoch, step = ck.step or 0, order = ck.order, rng = ck.rng, sums = ck.sums }
-    vl.set_rng_state(ck.rng)
-    resumed = { epoch = ck.epoch, step = cur.step }
-    if cur.step > 0 then
-      say(o, "resuming from %s at epoch %d/%d, step %d/%d", files.checkpoint, ck.epoch + 1, o.epochs, cur.step, steps)
-    else
-      say(o, "resuming from %s after epoch %d/%d", files.checkpoint, ck.epoch, o.epochs)
-    end
-    for e, h in ipairs(history) do
-      say(o, "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  (from the checkpoint)", e, o.epochs,
-        h.train_loss, h.train_acc, h.test_loss, h.test_acc)
-    end
-  else
+  local history, cur, resumed = S.resume(o, {
+    name = M.NAME, path = files.checkpoint, config_keys = M.CONFIG_KEYS, load = cnn.load_checkpoint,
+    model = model, optim = opt, sched = sched, threads = threads, epochs = o.epochs, steps = steps,
+    say = function(...) say(o, ...) end,
+  })
+  if not resumed then
     say(o, "model: %s (%s), %d parameters", M.MODELS[o.model], model:_short(), model:num_parameters())
     say(o, "data: moving shapes, %d training and %d test clips of %d frames %dx%d (made in %.1f s); %d frames per "
       .. "clip (TSN); batch %d, %d steps per epoch; %d threads", n, te:len(), o.clip_frames, o.size, o.size, t_data,

@@ -398,8 +398,6 @@ end
 
 local function config_of(o, job) return S.config_of(o, job.config_keys) end
 
-local function check_config(saved, o, path, job) S.check_config(saved, o, path, job.config_keys, job.name) end
-
 local exists = S.exists
 
 local function say(o, ...)
@@ -452,36 +450,12 @@ function M.run(o, job)
   -- `cur`: the last point the model, optimizer and scheduler agree with;
   -- replaced as a whole (one assignment) so that an interrupt sees either
   -- the old or the new one.
-  local history = {}
-  local cur = { epoch = 0, step = 0, rng = vl.get_rng_state() }
-  local resumed
-  if o.resume and not exists(files.checkpoint) then
-    error(fmt("%s: --resume: no checkpoint at %s", job.name, files.checkpoint), 0)
-  end
-  if exists(files.checkpoint) and not o.fresh then
-    local ck = cnn.load_checkpoint(files.checkpoint)
-    check_config(ck.config or {}, o, files.checkpoint, job)
-    if ck.threads and ck.threads ~= threads then
-      say(o, "warning: %s was written with %d threads, this run has %d: the numbers may differ in the last digits",
-        files.checkpoint, ck.threads, threads)
-    end
-    model:load_state_dict(ck.model)
-    opt:load_state_dict(ck.optim)
-    sched:load_state_dict(ck.sched)
-    history = ck.history or {}
-    cur = { epoch = ck.epoch, step = ck.step or 0, order = ck.order, rng = ck.rng, sums = ck.sums }
-    vl.set_rng_state(ck.rng)
-    resumed = { epoch = ck.epoch, step = cur.step }
-    if cur.step > 0 then
-      say(o, "resuming from %s at epoch %d/%d, step %d/%d", files.checkpoint, ck.epoch + 1, o.epochs, cur.step, steps)
-    else
-      say(o, "resuming from %s after epoch %d/%d", files.checkpoint, ck.epoch, o.epochs)
-    end
-    for e, h in ipairs(history) do
-      say(o, "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  (from the checkpoint)", e, o.epochs,
-        h.train_loss, h.train_acc, h.test_loss, h.test_acc)
-    end
-  else
+  local history, cur, resumed = S.resume(o, {
+    name = job.name, path = files.checkpoint, config_keys = job.config_keys, load = cnn.load_checkpoint,
+    model = model, optim = opt, sched = sched, threads = threads, epochs = o.epochs, steps = steps,
+    say = function(...) say(o, ...) end,
+  })
+  if not resumed then
     say(o, "%s", job.banner(o, model))
     say(o, "data: %d training and %d test images; batch %d, %d steps per epoch; %d threads", n, xte:size(1), o.batch,
       steps, threads)

@@ -8,6 +8,7 @@
 --
 -- A usage error is a string error (level 0) starting "NAME: "; the scripts'
 -- fail handlers print such errors as one line and exit with status 2.
+local vl = require "vl"
 local fmt = string.format
 
 local S = {}
@@ -174,6 +175,44 @@ function S.check_config(saved, o, path, keys, name)
     error(fmt("%s: %s was made with other settings (%s); pass the same flags, or --fresh to start over", name,
       path, table.concat(diffs, "; ")), 0)
   end
+end
+
+-- resume(o, t) -> history, cur, resumed: the checkpoint half of a training
+-- script's start. t = {name, path (the checkpoint), config_keys, load (path ->
+-- table), model, optim, sched, threads, epochs, steps, say (fmt, ...)}.
+-- --resume (o.resume) without a checkpoint is an error. A checkpoint, unless
+-- o.fresh, must match o's settings (check_config); it restores the model,
+-- optimizer, scheduler and RNG and reports where the run goes on. history is
+-- the epochs already done, cur the position ({epoch, step, order, rng, sums}),
+-- resumed {epoch, step} or nil when the run starts afresh.
+function S.resume(o, t)
+  local say = t.say
+  if o.resume and not S.exists(t.path) then
+    error(fmt("%s: --resume: no checkpoint at %s", t.name, t.path), 0)
+  end
+  if not S.exists(t.path) or o.fresh then return {}, { epoch = 0, step = 0, rng = vl.get_rng_state() }, nil end
+  local ck = t.load(t.path)
+  S.check_config(ck.config or {}, o, t.path, t.config_keys, t.name)
+  if ck.threads and ck.threads ~= t.threads then
+    say("warning: %s was written with %d threads, this run has %d: the numbers may differ in the last digits",
+      t.path, ck.threads, t.threads)
+  end
+  t.model:load_state_dict(ck.model)
+  t.optim:load_state_dict(ck.optim)
+  t.sched:load_state_dict(ck.sched)
+  local history = ck.history or {}
+  local cur = { epoch = ck.epoch, step = ck.step or 0, order = ck.order, rng = ck.rng, sums = ck.sums }
+  vl.set_rng_state(ck.rng)
+  if cur.step > 0 then
+    say("resuming from %s at epoch %d/%d, step %d/%d", t.path, ck.epoch + 1, t.epochs, cur.step, t.steps)
+  else
+    say("resuming from %s after epoch %d/%d", t.path, ck.epoch, t.epochs)
+  end
+  for e, h in ipairs(history) do
+    say("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  (from the checkpoint)", e, t.epochs,
+      h.train_loss, h.train_acc, h.test_loss, h.test_acc)
+  end
+  return history, cur, { epoch = ck.epoch, step = cur.step }
 end
 
 return S
